@@ -1,0 +1,146 @@
+"""The `ablate` command line: subcommands mapped to plain functions.
+
+Exit codes: 0 success, 2 bad input (one message, no traceback), 1 anything else. Command
+modules are imported only when their subcommand runs, so `ablate --help` stays fast and a
+data check does not pay for importing Ray.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable
+
+from ablate.errors import UserError
+
+EXIT_BAD_INPUT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports errors as one line and exit 2, like every other bad input."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_BAD_INPUT, f"error: {self.prog}: {message}\n")
+
+
+def _command(target: str) -> Callable[..., None]:
+    """Resolve 'module:function' lazily."""
+    module_name, function_name = target.split(":")
+    return getattr(importlib.import_module(module_name), function_name)
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(item) for item in text.split(",") if item.strip()]
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from error
+
+
+def _add_data(subparsers: argparse._SubParsersAction) -> None:
+    data = subparsers.add_parser("data", help="inspect or generate datasets")
+    data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    check = data_sub.add_parser("check", help="scan a dataset folder and print the cleaning report")
+    check.add_argument("root", help="folder in the EBHI-Seg layout")
+    check.set_defaults(target="ablate.data.commands:data_check", keys=("root",))
+    synth = data_sub.add_parser("synth", help="write a synthetic EBHI-like dataset")
+    synth.add_argument("out", help="output folder (created)")
+    synth.add_argument("--per-class", type=int, default=24, help="pairs per category")
+    synth.add_argument("--size", type=int, default=224, help="tile side in pixels")
+    synth.add_argument("--seed", type=int, default=0, help="generator seed")
+    synth.set_defaults(
+        target="ablate.data.commands:data_synth", keys=("out", "per_class", "size", "seed")
+    )
+
+
+def _add_grid(subparsers: argparse._SubParsersAction) -> None:
+    grid = subparsers.add_parser("grid", help="validate and inspect ablation grids")
+    grid_sub = grid.add_subparsers(dest="grid_command", required=True, parser_class=_Parser)
+    check = grid_sub.add_parser("check", help="validate grids; print variants and run counts")
+    check.add_argument("grids", nargs="+", help="grid YAML files")
+    check.set_defaults(target="ablate.grid.commands:grid_check", keys=("grids",))
+    show = grid_sub.add_parser("show", help="table of variants and what each changes")
+    show.add_argument("grid", help="grid YAML file")
+    show.set_defaults(target="ablate.grid.commands:grid_show", keys=("grid",))
+    components = grid_sub.add_parser("components", help="every removable and swappable component")
+    components.set_defaults(target="ablate.grid.commands:grid_components", keys=())
+
+
+def _add_train(subparsers: argparse._SubParsersAction) -> None:
+    train = subparsers.add_parser("train", help="one run in-process, no Ray (debugging)")
+    train.add_argument("grid", help="grid or config YAML file")
+    train.add_argument("--seed", type=int, required=True, help="seed: split, weights, augmentation")
+    train.add_argument("--variant", default="baseline", help="variant name (default baseline)")
+    train.add_argument("--out", default=None, help="output folder (default runs/train/<variant>)")
+    train.set_defaults(
+        target="ablate.train.commands:train_command", keys=("grid", "seed", "variant", "out")
+    )
+
+
+def _add_run(subparsers: argparse._SubParsersAction) -> None:
+    run = subparsers.add_parser("run", help="run a whole grid as Ray Tune trials")
+    run.add_argument("grid", help="grid YAML file")
+    run.add_argument("--out", default=None, help="study directory or URI (default runs/<study>)")
+    run.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS, else local)")
+    run.add_argument("--resume", action="store_true", help="continue an existing study directory")
+    run.add_argument("--max-concurrent", type=int, default=None, help="trials running at once")
+    run.set_defaults(
+        target="ablate.engine.commands:run_command",
+        keys=("grid", "out", "address", "resume", "max_concurrent"),
+    )
+
+
+def _add_summarize(subparsers: argparse._SubParsersAction) -> None:
+    summarize = subparsers.add_parser("summarize", help="delta tables, plots and report.html")
+    summarize.add_argument("study_dir", help="study directory")
+    summarize.add_argument(
+        "--metric",
+        default="dice",
+        choices=["dice", "iou", "precision", "recall", "accuracy"],
+        help="metric of the markdown table and plots",
+    )
+    summarize.set_defaults(
+        target="ablate.report.commands:summarize_command", keys=("study_dir", "metric")
+    )
+
+
+def _add_prune(subparsers: argparse._SubParsersAction) -> None:
+    prune = subparsers.add_parser("prune", help="pruning sensitivity of a study's trained runs")
+    prune.add_argument("study_dir", help="study directory")
+    prune.add_argument("--variants", nargs="+", default=None, help="variants (default all)")
+    prune.add_argument("--methods", nargs="+", default=None, help="pruning methods")
+    prune.add_argument("--scope", nargs="+", default=None, dest="scopes", help="scopes")
+    prune.add_argument("--amounts", type=_floats, default=None, help="e.g. 0.1,0.25,0.5")
+    prune.add_argument("--address", default=None, help="Ray cluster address")
+    prune.set_defaults(
+        target="ablate.prune.commands:prune_command",
+        keys=("study_dir", "variants", "methods", "scopes", "amounts", "address"),
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = _Parser(prog="ablate", description="Ray-distributed ablation studies for U-Net segmentation")
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for add in (_add_data, _add_grid, _add_train, _add_run, _add_summarize, _add_prune):
+        add(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `ablate` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        command = _command(args.target)
+        command(**{key: getattr(args, key) for key in args.keys})
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
