@@ -1,0 +1,100 @@
+"""Training-time augmentation: a registry of albumentations ops and their seeding.
+
+Each op of `AugmentConfig.ops` is built with its probability into one `albumentations.Compose`
+per run. Geometric ops (rotate, flips, elastic) move the mask with the image (nearest
+neighbour, so it stays binary); colour ops touch the image only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import albumentations as A
+import numpy as np
+
+from ablate.config import AugmentConfig
+from ablate.registry import Registry
+
+# name -> factory(probability, image side in pixels) -> albumentations transform
+AUGMENTATIONS: Registry[Callable[[float, int], A.BasicTransform]] = Registry("augmentation")
+
+
+@AUGMENTATIONS.register("rotate")
+def rotate(p: float, size: int) -> A.BasicTransform:
+    """Rotation by a random multiple of 90 degrees.
+
+    Histology tiles have no preferred orientation, and right-angle turns need neither
+    interpolation nor border filling, so no artificial black corners enter the training set.
+    """
+    return A.RandomRotate90(p=p)
+
+
+@AUGMENTATIONS.register("hflip")
+def hflip(p: float, size: int) -> A.BasicTransform:
+    return A.HorizontalFlip(p=p)
+
+
+@AUGMENTATIONS.register("vflip")
+def vflip(p: float, size: int) -> A.BasicTransform:
+    return A.VerticalFlip(p=p)
+
+
+@AUGMENTATIONS.register("rgb_shift")
+def rgb_shift(p: float, size: int) -> A.BasicTransform:
+    return A.RGBShift(r_shift_limit=15, g_shift_limit=15, b_shift_limit=15, p=p)
+
+
+@AUGMENTATIONS.register("blur")
+def blur(p: float, size: int) -> A.BasicTransform:
+    return A.Blur(blur_limit=(3, 5), p=p)
+
+
+@AUGMENTATIONS.register("color_jitter")
+def color_jitter(p: float, size: int) -> A.BasicTransform:
+    """Brightness/contrast/saturation +-20%, hue +-0.05: stain variation, not a recolouring
+    (albumentations' default hue range of +-0.5 would turn H&E green)."""
+    return A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.05, p=p)
+
+
+@AUGMENTATIONS.register("elastic")
+def elastic(p: float, size: int) -> A.BasicTransform:
+    """Mild elastic warp, like tissue deformed on the slide: the displacement field is
+    smoothed over size/20 px; at 224 px pixels move 2 px on average, 5 px at most."""
+    sigma = max(2.0, size / 20)
+    alpha = (size / 60) * sigma / 0.163
+    return A.ElasticTransform(alpha=alpha, sigma=sigma, p=p)
+
+
+def build_augmentation(config: AugmentConfig, image_size: int) -> A.Compose | None:
+    """One Compose of the config's ops with probability > 0, in registry order.
+
+    Registry order (not the YAML's key order) makes two configs with the same ops build the
+    same pipeline. Returns None when no op is on.
+
+    Example:
+        >>> compose = build_augmentation(AugmentConfig(ops={"hflip": 0.5}), image_size=64)
+    """
+    ops = [
+        AUGMENTATIONS.get(name)(config.ops[name], image_size)
+        for name in AUGMENTATIONS.names()
+        if config.ops.get(name, 0.0) > 0.0
+    ]
+    unknown = sorted(set(config.ops) - set(AUGMENTATIONS.names()))
+    if unknown:
+        AUGMENTATIONS.get(unknown[0])  # raises UserError listing the valid names
+    return A.Compose(ops) if ops else None
+
+
+def reseed(compose: A.Compose, key: Sequence[int]) -> None:
+    """Seed `compose` and each of its ops from `key` (e.g. (run seed, epoch, sample)).
+
+    `Compose.set_random_seed` hands the same seed to every op, so two ops with the same
+    probability would fire together (hflip and vflip always both or neither); each op gets
+    its own stream here instead.
+    """
+    states = np.random.SeedSequence([int(k) % 2**64 for k in key]).generate_state(
+        len(compose.transforms) + 1
+    )
+    compose.set_random_seed(int(states[0]))
+    for transform, state in zip(compose.transforms, states[1:], strict=True):
+        transform.set_random_seed(int(state))

@@ -1,0 +1,253 @@
+"""`ablate run`: a grid's variants as Ray Tune trials, every run stored, resumable.
+
+Order matters here: everything that can be wrong with the input (the grid, the dataset, the
+study directory, a study made from another grid, a second run on the same study) is checked
+before Ray starts or any file is written, so bad input costs seconds and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ablate.config import GridConfig
+from ablate.engine.lock import StudyLock
+from ablate.engine.progress import ProgressPrinter, format_duration
+from ablate.engine.resume import Plan, check_compatible
+from ablate.errors import UserError
+from ablate.store import ResultStore, StudyLocation, check_writable, resolve_study
+
+GRID_FILE = "grid.yaml"
+DATASET_FILE = "dataset.json"
+TUNE_DIR = ".tune"
+CRASH_FLAG_ENV = "ABLATE_TEST_CRASH_FLAG"
+"""TEST HOOK: see `TrialSetup.crash_flag`."""
+EXIT_TRIALS_FAILED = 1
+
+
+@dataclass
+class Study:
+    """A validated study, ready to run: grid, variants, dataset and where results go."""
+
+    grid: GridConfig
+    location: StudyLocation
+    run_configs: dict[str, str]
+    data: object
+    plan: Plan
+
+
+def default_study_dir(grid: GridConfig) -> str:
+    return str(Path("runs") / grid.study)
+
+
+def _previous_grid(location: StudyLocation) -> GridConfig | None:
+    """The grid a study directory was made from, or None for a new study."""
+    from ablate.grid import load_grid
+
+    text = location.read_text(GRID_FILE)
+    if text is None:
+        return None
+    if location.local:
+        return load_grid(location.path(GRID_FILE))
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        copy = Path(folder, GRID_FILE)
+        copy.write_text(text)
+        return load_grid(copy)
+
+
+def prepare_study(grid_path: str, out: str | None, resume: bool) -> Study:
+    """Validate grid, study directory and dataset, without writing anything.
+
+    Raises:
+        UserError: bad grid, dataset or study directory, or a study made from another grid.
+    """
+    from ablate.data.source import load_data
+    from ablate.grid import expand_variants, load_grid
+
+    grid = load_grid(grid_path)
+    variants = expand_variants(grid)
+    location = resolve_study(out or default_study_dir(grid))
+    previous = _previous_grid(location)
+    if previous is not None:
+        check_compatible(previous, grid, location.uri)
+    elif resume:
+        print(f"--resume: no study at {location.uri} yet; starting it", flush=True)
+    data = load_data(grid.data)
+    store = ResultStore(location, study=grid.study)
+    plan = Plan(
+        variants=[variant.name for variant in variants],
+        seeds=grid.protocol.seed_list(),
+        finished=store.completed(),
+    )
+    run_configs = {v.name: grid.run_config(v.recipe).model_dump_json() for v in variants}
+    return Study(grid=grid, location=location, run_configs=run_configs, data=data, plan=plan)
+
+
+def write_study_files(study: Study) -> None:
+    """grid.yaml (the resolved grid as run) and dataset.json (cleaning report, categories)."""
+    from ablate.grid import dump_grid
+
+    study.location.write_text(dump_grid(study.grid), GRID_FILE)
+    dataset = {**study.data.report.to_dict(), "categories": list(study.data.categories)}
+    study.location.write_text(json.dumps(dataset, indent=2), DATASET_FILE)
+
+
+def _tune_storage(location: StudyLocation) -> str:
+    return location.path(TUNE_DIR) if location.local else f"{location.uri.rstrip('/')}/{TUNE_DIR}"
+
+
+def train_pending(study: Study, address: str | None, max_concurrent: int | None) -> dict[str, str]:
+    """Run the unfinished (variant, seed) pairs on Ray; returns trial errors by variant."""
+    import os
+
+    from ablate.engine.driver import ray_connection, run_trials, versions
+    from ablate.engine.trainable import TrialSetup
+
+    pending = study.plan.pending()
+    resources = study.grid.resources
+    setup = TrialSetup(
+        study=study.grid.study,
+        study_uri=study.location.uri,
+        run_configs={variant: study.run_configs[variant] for variant in pending},
+        seeds=study.plan.seeds,
+        cpus=max(1, int(resources.cpu)),
+        crash_flag=os.environ.get(CRASH_FLAG_ENV),
+        versions=versions(),
+    )
+    printer = ProgressPrinter(
+        pending={variant: len(seeds) for variant, seeds in pending.items()},
+        finished_before=study.plan.skipped,
+        total=study.plan.total,
+    )
+    with ray_connection(address):
+        outcome = run_trials(
+            setup,
+            study.data,
+            pending,
+            resources,
+            max_concurrent or resources.max_concurrent,
+            printer,
+            _tune_storage(study.location),
+        )
+        # While Ray is up, pruning spreads its analyses over the cluster too.
+        _prune(study)
+    return outcome.errors
+
+
+def _prune(study: Study) -> None:
+    """Pruning sensitivity of the trained runs, when the grid asks for it (Ray still up)."""
+    pruning = study.grid.pruning
+    if pruning is None or not pruning.enabled:
+        return
+    try:
+        from ablate.prune import prune_study
+    except ImportError as error:
+        print(f"warning: pruning skipped, ablate.prune is unavailable ({error})", file=sys.stderr)
+        return
+    print("pruning sensitivity ...", flush=True)
+    prune_study(study.location.uri, pruning)
+
+
+def _summarize(study: Study) -> bool:
+    """Write summary/ (tables, plots, report.html); False when it failed."""
+    try:
+        from ablate.report.commands import summarize_command
+    except ImportError as error:
+        print(f"warning: summary skipped, ablate.report is unavailable ({error})", file=sys.stderr)
+        return False
+    try:
+        summarize_command(study.location.uri, "dice")
+    except UserError as error:
+        print(f"error: summary: {error}", file=sys.stderr)
+        return False
+    return True
+
+
+def report_runs(study: Study) -> list[tuple[str, int]]:
+    """Print the study's run counts and every failed or diverged run; returns missing pairs."""
+    store = ResultStore(study.location, study=study.grid.study)
+    runs = store.read("runs")
+    wanted = {(v, s) for v in study.plan.variants for s in study.plan.seeds}
+    present = set()
+    if not runs.empty:
+        runs = runs[[(v, s) in wanted for v, s in zip(runs["variant"], runs["seed"], strict=True)]]
+        present = set(zip(runs["variant"], runs["seed"], strict=True))
+    counts = runs["status"].value_counts().to_dict() if not runs.empty else {}
+    summary = ", ".join(
+        f"{counts.get(status, 0)} {status}" for status in ("ok", "failed", "diverged")
+    )
+    print(f"runs: {len(present)}/{len(wanted)} finished ({summary})", flush=True)
+    for row in runs.itertuples(index=False):
+        if row.status != "ok":
+            print(f"  {row.status}: {row.variant} seed {row.seed}: {row.error}", flush=True)
+    return sorted(wanted - present)
+
+
+def run_command(
+    grid: str,
+    out: str | None = None,
+    address: str | None = None,
+    resume: bool = False,
+    max_concurrent: int | None = None,
+) -> None:
+    """Run every (variant, seed) of a grid as Ray Tune trials and summarise the study.
+
+    Runs already in the study directory are skipped, so running again (or with --resume)
+    continues an interrupted study. Failed and diverged runs are recorded and listed; they
+    do not stop the study.
+
+    Args:
+        grid: grid YAML file.
+        out: study directory or URI (default runs/<study>).
+        address: Ray cluster address (default RAY_ADDRESS, else a local Ray instance).
+        resume: continue an existing study directory (running again does the same).
+        max_concurrent: trials at once (default: the grid's resources.max_concurrent).
+
+    Raises:
+        UserError: bad grid, dataset, study directory or address (exit 2), before any run.
+        SystemExit: code 1 when trials failed beyond their retries or the summary failed.
+
+    Example:
+        >>> run_command("grids/quickstart.yaml", out="runs/demo")  # doctest: +SKIP
+    """
+    if max_concurrent is not None and max_concurrent < 1:
+        raise UserError(f"--max-concurrent must be at least 1, got {max_concurrent}")
+    began = time.monotonic()
+    study = prepare_study(grid, out, resume)
+    check_writable(study.location)
+    with StudyLock(study.location):
+        write_study_files(study)
+        plan = study.plan
+        print(
+            f"study {study.grid.study}: {len(plan.variants)} variants x {len(plan.seeds)} seeds "
+            f"= {plan.total} runs -> {study.location.uri}",
+            flush=True,
+        )
+        if plan.skipped:
+            print(
+                f"skipping {plan.skipped} finished run(s); {plan.total - plan.skipped} to run",
+                flush=True,
+            )
+        errors: dict[str, str] = {}
+        if plan.pending():
+            errors = train_pending(study, address, max_concurrent)
+        else:
+            _prune(study)  # finishes an analysis a killed run left behind; no-op otherwise
+        missing = report_runs(study)
+        summarized = _summarize(study)
+    print(f"done in {format_duration(time.monotonic() - began)}: {study.location.uri}", flush=True)
+    if errors or missing or not summarized:
+        for variant, error in errors.items():
+            print(f"error: trial {variant} failed after its retries: {error}", file=sys.stderr)
+        if missing:
+            print(
+                f"error: {len(missing)} run(s) did not finish; run the same command again to "
+                "continue the study",
+                file=sys.stderr,
+            )
+        raise SystemExit(EXIT_TRIALS_FAILED)

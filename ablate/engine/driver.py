@@ -1,0 +1,192 @@
+"""Ray on the driver: connect (or start a local instance), run the Tune trials, shut down.
+
+No address: a local Ray instance with this machine's CPUs and GPUs, started inside the
+command. `--address`/RAY_ADDRESS: join that cluster. A Ray already initialised by the caller
+(a notebook, the test suite) is used as it is and left running.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib.metadata import version
+
+from ablate.config import Resources
+from ablate.engine.progress import ProgressPrinter
+from ablate.engine.trainable import TrialSetup, train_variant
+from ablate.errors import UserError
+
+CONNECT_TIMEOUT_S = 5.0
+RAY_CLIENT_PORT = 10001
+# Tune writes CSV/JSON/TensorBoard logs of every trial by default; the store has all results.
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+# Tune's newer console output prints a configuration box even at verbose=0; the classic one
+# is silent there, leaving the terminal to ProgressPrinter.
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+# Ctrl-C should stop at once (finished runs are safe in the store), not save Tune's state.
+os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """(host, port) of `host:port` or `ray://host[:port]`; None for `auto`, `local` and the like."""
+    if address.startswith("ray://"):
+        rest, default = address.removeprefix("ray://"), RAY_CLIENT_PORT
+    elif "://" in address or ":" not in address:
+        return None
+    else:
+        rest, default = address, None
+    host, separator, port = rest.rpartition(":")
+    if not separator:
+        return (rest, default) if default else None
+    try:
+        return host, int(port)
+    except ValueError:
+        return None
+
+
+def check_reachable(address: str) -> None:
+    """Fail fast on an address where nothing listens (ray.init would retry for minutes).
+
+    Raises:
+        UserError: naming the address.
+    """
+    target = _host_port(address)
+    if target is None:
+        return
+    try:
+        with socket.create_connection(target, timeout=CONNECT_TIMEOUT_S):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise UserError(
+            f"--address {address}: no Ray cluster reachable there ({reason})"
+        ) from error
+
+
+TUNE_LOGGERS = ("ray.tune", "ray.train", "ray.air")
+
+
+@contextmanager
+def quiet_loggers(names: tuple[str, ...], level: int = logging.ERROR) -> Iterator[None]:
+    """Raise loggers to `level` for the block (also when the caller initialised Ray)."""
+    loggers = [logging.getLogger(name) for name in names]
+    previous = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(level)
+    try:
+        yield
+    finally:
+        for logger, old in zip(loggers, previous, strict=True):
+            logger.setLevel(old)
+
+
+@contextmanager
+def ray_connection(address: str | None) -> Iterator[bool]:
+    """Connect to Ray for the duration of the block; yields whether this call started it."""
+    import ray
+
+    if ray.is_initialized():
+        yield False
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        check_reachable(address)
+    try:
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.ERROR,
+            configure_logging=True,
+        )
+    except ConnectionError as error:
+        raise UserError(f"--address {address}: cannot join this Ray cluster ({error})") from error
+    try:
+        yield True
+    finally:
+        ray.shutdown()
+
+
+def trial_resources(resources: Resources) -> dict[str, float]:
+    """CPU and GPU of one trial; `gpu: null` means 1 where the cluster has GPUs, else 0."""
+    import ray
+
+    gpu = resources.gpu
+    if gpu is None:
+        gpu = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+    return {"cpu": resources.cpu, "gpu": gpu}
+
+
+def describe_cluster(resources: dict[str, float], max_concurrent: int | None) -> str:
+    """One line: what Ray has and what each trial gets."""
+    import ray
+
+    cluster = ray.cluster_resources()
+    nodes = len([node for node in ray.nodes() if node.get("Alive")])
+    concurrency = f"up to {max_concurrent}" if max_concurrent else "as many as fit"
+    return (
+        f"ray: {nodes} node(s), {cluster.get('CPU', 0):g} CPU, {cluster.get('GPU', 0):g} GPU; "
+        f"each trial {resources['cpu']:g} CPU + {resources['gpu']:g} GPU, {concurrency} at once"
+    )
+
+
+def versions() -> dict[str, str]:
+    return {"torch": version("torch"), "ray": version("ray")}
+
+
+@dataclass(frozen=True)
+class TuneOutcome:
+    errors: dict[str, str]
+    """variant -> error of trials that failed beyond their retries."""
+    seconds: float
+
+
+def run_trials(
+    setup: TrialSetup,
+    data: object,
+    pending: dict[str, list[int]],
+    resources: Resources,
+    max_concurrent: int | None,
+    printer: ProgressPrinter,
+    tune_storage: str,
+) -> TuneOutcome:
+    """One Tune trial per variant with pending seeds; returns the trials' errors."""
+    from ray import tune
+
+    per_trial = trial_resources(resources)
+    print(describe_cluster(per_trial, max_concurrent), flush=True)
+    trainable = tune.with_resources(
+        tune.with_parameters(train_variant, data=data, setup=setup), per_trial
+    )
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"variant": tune.grid_search(list(pending))},
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=max_concurrent,
+            trial_name_creator=lambda trial: f"{trial.config['variant']}_{trial.trial_id}",
+            trial_dirname_creator=lambda trial: trial.trial_id,
+        ),
+        run_config=tune.RunConfig(
+            name=time.strftime("run-%Y%m%d-%H%M%S"),
+            storage_path=tune_storage,
+            verbose=0,
+            callbacks=[printer],
+            failure_config=tune.FailureConfig(max_failures=resources.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        ),
+    )
+    began = time.monotonic()
+    with quiet_loggers(TUNE_LOGGERS):
+        results = tuner.fit()
+    errors = {}
+    for result in results:
+        if result.error is not None:
+            variant = (result.config or {}).get("variant", "?")
+            lines = [line for line in str(result.error).strip().splitlines() if line.strip()]
+            errors[variant] = lines[-1] if lines else type(result.error).__name__
+    return TuneOutcome(errors=errors, seconds=time.monotonic() - began)

@@ -1,0 +1,99 @@
+"""Concise progress lines on the driver, in place of Tune's own tables.
+
+One line per finished seed: overall count, variant, seed, status, the seed's macro Dice, the
+variant's running mean, its seeds done and an estimate of its time left. Trial errors and
+retries get a line each (errors are never hidden).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import TextIO
+
+from ray.tune import Callback
+
+
+def format_duration(seconds: float) -> str:
+    """12 -> '12s', 95 -> '1m35s', 3720 -> '1h02m'."""
+    if not math.isfinite(seconds):
+        return "?"
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _dice(value: float | None) -> str:
+    return "  -  " if value is None or not math.isfinite(value) else f"{value:.3f}"
+
+
+class ProgressPrinter(Callback):
+    """Tune callback printing one line per seed, error and retry.
+
+    Args:
+        pending: variant -> number of seeds this invocation runs.
+        finished_before: runs already finished before this invocation (resumed studies).
+        total: runs of the whole study.
+        stream: where lines go (stdout).
+    """
+
+    def __init__(
+        self,
+        pending: dict[str, int],
+        finished_before: int,
+        total: int,
+        stream: TextIO | None = None,
+    ) -> None:
+        self.pending = pending
+        self.done = finished_before
+        self.total = total
+        # Resolved when printing: Tune pickles its callbacks, and sys.stdout may not pickle.
+        self.stream = stream
+        self.width = max((len(name) for name in pending), default=8)
+        self.seconds: dict[str, list[float]] = {}
+        self.started = time.monotonic()
+
+    def _print(self, text: str) -> None:
+        print(text, file=self.stream or sys.stdout, flush=True)
+
+    def on_trial_result(
+        self, iteration: int, trials: list, trial: object, result: dict, **info: object
+    ) -> None:
+        variant = result.get("variant", trial.config.get("variant"))
+        self.done += 1
+        seconds = self.seconds.setdefault(variant, [])
+        seconds.append(float(result.get("seed_seconds", float("nan"))))
+        left = self.pending.get(variant, 0) - len(seconds)
+        eta = format_duration(left * sum(seconds) / len(seconds)) if left > 0 else "done"
+        self._print(
+            f"[{self.done:>{len(str(self.total))}}/{self.total}] {variant:<{self.width}} "
+            f"seed {result.get('seed')}: {result.get('status', '?'):<8} "
+            f"dice {_dice(result.get('macro_dice'))} | mean {_dice(result.get('mean_macro_dice'))} "
+            f"over {result.get('seeds_done')}/{result.get('seeds_total')} seeds | "
+            f"{format_duration(seconds[-1])}/seed, left {eta}"
+        )
+
+    def on_trial_error(self, iteration: int, trials: list, trial: object, **info: object) -> None:
+        self._print(f"error: trial {trial.config.get('variant')} failed: {_error_text(trial)}")
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: object, **info: object) -> None:
+        self._print(
+            f"warning: trial {trial.config.get('variant')} lost its worker "
+            f"({_error_text(trial)}); retrying from its next unfinished seed"
+        )
+
+
+def _error_text(trial: object) -> str:
+    """The last line of a trial's error: the exception, without Ray's traceback."""
+    try:
+        error = trial.get_error()
+    except Exception:
+        error = None
+    if error is None:
+        return "unknown error"
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(error).__name__

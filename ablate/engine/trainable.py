@@ -1,0 +1,205 @@
+"""The Tune trial: one variant, its seeds in order, each run stored before the next starts.
+
+Everything a trial needs arrives through `tune.with_parameters` (the dataset through the Ray
+object store, the configs as JSON), so a worker on another machine needs no dataset copy and
+no shared filesystem: it writes straight to the study's storage path or URI.
+
+A retried trial continues where the last attempt stopped: a seed whose runs file exists is
+skipped (the runs file is written last, so its presence means every table of that run is
+there), and Tune's checkpoint carries the seeds done as a second record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ablate.config import RunConfig
+from ablate.store import ResultStore, path_segment
+from ablate.store.parquet import run_file_name
+
+PROGRESS_FILE = "progress.json"
+RESULT_TABLES = ("image_metrics", "class_metrics", "history")
+"""Written before `runs`, which is written last and marks the run complete."""
+
+
+@dataclass(frozen=True)
+class TrialSetup:
+    """What every trial of a study shares, shipped once through the object store.
+
+    Attributes:
+        study: study name (the `study` column).
+        study_uri: study directory, local path or URI.
+        run_configs: variant name -> RunConfig JSON.
+        seeds: the study's seeds, in the order they run.
+        cpus: CPUs of one trial, passed to the training run (threads, loader workers).
+        crash_flag: TEST HOOK. Path of a flag file; when it exists, the first trial that
+            finds it after finishing a seed deletes it and SIGKILLs its own worker process in
+            the middle of the next seed (after that seed's tables, before its runs file).
+            Used by tests/engine to check that retried trials continue without duplicates;
+            set through the ABLATE_TEST_CRASH_FLAG environment variable of the driver.
+    """
+
+    study: str
+    study_uri: str
+    run_configs: dict[str, str]
+    seeds: list[int]
+    cpus: int = 1
+    crash_flag: str | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+def macro_dice(class_metrics: pd.DataFrame) -> float:
+    """Mean Dice over the categories (or classes) of one run; NaN when it has none."""
+    if class_metrics.empty or "dice" not in class_metrics:
+        return float("nan")
+    return float(np.nanmean(class_metrics["dice"].to_numpy(dtype=float)))
+
+
+def _node_id() -> str:
+    import ray
+
+    try:
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # outside Ray (direct calls in tests) there is no node
+        return ""
+
+
+def runs_row(
+    config: RunConfig, result: object, started: pd.Timestamp, setup: TrialSetup
+) -> pd.DataFrame:
+    """The one-row runs table of a finished run (see docs/ARCHITECTURE.md "Study directory")."""
+    best_epoch = getattr(result, "best_epoch", None)
+    split = getattr(result, "early_stopping_split", None) or (
+        "test" if config.protocol.early_stops_on_test else "val"
+    )
+    row = {
+        "status": result.status,
+        "error": result.error,
+        "epochs": int(result.epochs),
+        "best_epoch": pd.array([best_epoch], dtype="Int64"),
+        "duration_s": float(result.duration_s),
+        "node": _node_id(),
+        "hostname": socket.gethostname(),
+        "device": str(result.device),
+        "torch_version": setup.versions.get("torch", ""),
+        "ray_version": setup.versions.get("ray", ""),
+        "config": config.model_dump_json(),
+        "early_stopping_split": split,
+        "started_at": started,
+        "finished_at": pd.Timestamp.now(tz="UTC"),
+    }
+    frame = pd.DataFrame(
+        {key: value if key == "best_epoch" else [value] for key, value in row.items()}
+    )
+    return frame.astype({"error": "string", "status": "string"})
+
+
+def _crash_now(setup: TrialSetup, seeds_run: int) -> bool:
+    """TEST HOOK (see TrialSetup.crash_flag): claim the flag file by deleting it."""
+    if setup.crash_flag is None or seeds_run < 1:
+        return False
+    try:
+        os.remove(setup.crash_flag)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def run_seed(
+    store: ResultStore, setup: TrialSetup, data: object, variant: str, seed: int, seeds_run: int
+) -> tuple[str, float]:
+    """Train and evaluate one (variant, seed) and store its tables; returns (status, macro Dice)."""
+    from ablate.train.run import RunOutputs, execute_run
+
+    config = RunConfig.model_validate_json(setup.run_configs[variant])
+    # Leftovers of an attempt that died before its runs file must not mix with this one.
+    store.delete_run(variant, seed)
+    started = pd.Timestamp.now(tz="UTC")
+    parts = {
+        name: (name, path_segment(variant), f"seed={seed}")
+        for name in ("checkpoints", "tensorboard")
+    }
+    with tempfile.TemporaryDirectory(prefix="ablate-run-") as scratch:
+        local = {
+            name: store.location.local_path(*part) if store.location.local else Path(scratch, name)
+            for name, part in parts.items()
+        }
+        for folder in local.values():
+            folder.mkdir(parents=True, exist_ok=True)
+        outputs = RunOutputs(
+            checkpoint_dir=local["checkpoints"], tensorboard_dir=local["tensorboard"]
+        )
+        result = execute_run(config, data, seed, outputs=outputs, cpus=setup.cpus)
+        for name, part in parts.items():
+            store.location.put_dir(local[name], *part)
+    for table in RESULT_TABLES:
+        frame = getattr(result, table)
+        # An empty frame (failed run) would give its file a schema without the metric columns.
+        if frame is not None and not frame.empty:
+            store.write(table, variant, seed, frame)
+    if _crash_now(setup, seeds_run):
+        os.kill(os.getpid(), signal.SIGKILL)
+    store.write("runs", variant, seed, runs_row(config, result, started, setup))
+    class_metrics = result.class_metrics if result.class_metrics is not None else pd.DataFrame()
+    return result.status, macro_dice(class_metrics)
+
+
+def _stored_dice(store: ResultStore, variant: str, seed: int) -> float:
+    path = store.table_dir("class_metrics") + "/" + run_file_name(variant, seed)
+    if not store.location.fs.get_file_info(path).is_file:
+        return float("nan")
+    import pyarrow.parquet as pq
+
+    return macro_dice(pq.read_table(path, filesystem=store.fs).to_pandas())
+
+
+def _report(
+    variant: str, seed: int, status: str, dices: dict[int, float], total: int, seconds: float
+) -> None:
+    from ray import tune
+
+    done = sorted(dices)
+    finite = [d for d in dices.values() if np.isfinite(d)]
+    metrics = {
+        "variant": variant,
+        "seed": seed,
+        "status": status,
+        "macro_dice": dices[seed],
+        "mean_macro_dice": float(np.mean(finite)) if finite else float("nan"),
+        "seeds_done": len(done),
+        "seeds_total": total,
+        "seed_seconds": seconds,
+    }
+    with tempfile.TemporaryDirectory(prefix="ablate-ckpt-") as folder:
+        Path(folder, PROGRESS_FILE).write_text(json.dumps({"variant": variant, "seeds_done": done}))
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+def train_variant(config: dict, *, data: object, setup: TrialSetup) -> None:
+    """Tune function trainable: run the unfinished seeds of `config["variant"]` in order.
+
+    The store decides what is finished (a runs file exists); the Tune checkpoint reported
+    after each seed records the same seeds for Tune's own bookkeeping.
+    """
+    variant = config["variant"]
+    store = ResultStore(setup.study_uri, study=setup.study)
+    finished = {seed for v, seed in store.completed() if v == variant and seed in setup.seeds}
+    dices = {seed: _stored_dice(store, variant, seed) for seed in finished}
+    seeds_run = 0
+    for seed in setup.seeds:
+        if seed in finished:
+            continue
+        began = time.monotonic()
+        status, dices[seed] = run_seed(store, setup, data, variant, seed, seeds_run)
+        seeds_run += 1
+        _report(variant, seed, status, dices, len(setup.seeds), time.monotonic() - began)

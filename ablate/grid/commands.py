@@ -1,0 +1,129 @@
+"""`ablate grid check|show|components`: validate grids and describe their variants."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from typing import Any
+
+from ablate.errors import GridError
+from ablate.grid.components import SWAPPABLE, allowed_values, removals_for
+from ablate.grid.expand import Variant, expand_variants, format_value, read_value
+from ablate.grid.load import load_grid
+
+
+def grid_check(grids: list[str]) -> None:
+    """Validate every grid; print its variants and run count, or every problem of every file.
+
+    Example:
+        $ ablate grid check grids/*.yaml
+
+    Raises:
+        GridError: the last failing grid's problems, after those of the others were printed.
+    """
+    failures: list[GridError] = []
+    for path in grids:
+        try:
+            grid = load_grid(path)
+            variants = expand_variants(grid)
+        except GridError as error:
+            failures.append(error)
+            continue
+        seeds = grid.protocol.seed_list()
+        print(
+            f"{path}: study {grid.study!r}, {_count(len(variants), 'variant')} x "
+            f"{_count(len(seeds), 'seed')} = {_count(len(variants) * len(seeds), 'run')} "
+            f"(seeds {', '.join(map(str, seeds))})"
+        )
+        names = ", ".join(variant.name for variant in variants)
+        print(
+            textwrap.fill(
+                names,
+                width=100,
+                break_on_hyphens=False,
+                initial_indent="  ",
+                subsequent_indent="  ",
+            )
+        )
+    # One message per failed file, each naming its file; the last one leaves through the CLI.
+    for error in failures[:-1]:
+        print(f"error: {error}", file=sys.stderr)
+    if failures:
+        raise failures[-1]
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
+def grid_show(grid: str) -> None:
+    """Print the variants of a grid with what each changes against the baseline.
+
+    Example:
+        $ ablate grid show grids/quickstart.yaml
+    """
+    config = load_grid(grid)
+    variants = expand_variants(config)
+    seeds = config.protocol.seed_list()
+    runs = len(variants) * len(seeds)
+    print(
+        f"study {config.study!r}: {_count(len(variants), 'variant')} x "
+        f"{_count(len(seeds), 'seed')} = {_count(runs, 'run')}"
+    )
+    baseline = variants[0]
+    rows = [("variant", "changes vs baseline")]
+    rows += [(variant.name, describe_changes(variant, baseline)) for variant in variants]
+    width = max(len(name) for name, _ in rows)
+    for name, changes in rows:
+        print(f"{name:<{width}}  {changes}")
+
+
+def describe_changes(variant: Variant, baseline: Variant) -> str:
+    """'model.norm: batch-double -> none; train.lr: 0.001 -> 0.0001' ('-' for the baseline)."""
+    parts = [
+        _describe_change(path, read_value(baseline.recipe, path), new)
+        for path, new in variant.changes.items()
+    ]
+    return "; ".join(parts) or "-"
+
+
+def _describe_change(path: str, old: Any, new: Any) -> str:
+    if isinstance(old, dict) and isinstance(new, dict):
+        return f"{path}: {_dict_diff(old, new)}"
+    return f"{path}: {format_value(old)} -> {format_value(new)}"
+
+
+def _dict_diff(old: dict, new: dict) -> str:
+    """'-rotate, +elastic 0.5, blur 0.2 -> 0.4' for two augmentation op mappings."""
+    removed = [f"-{key}" for key in old if key not in new]
+    added = [f"+{key} {format_value(value)}" for key, value in new.items() if key not in old]
+    changed = [
+        f"{key} {format_value(old[key])} -> {format_value(value)}"
+        for key, value in new.items()
+        if key in old and old[key] != value
+    ]
+    return ", ".join(removed + added + changed)
+
+
+def grid_components() -> None:
+    """Print every removable component with its meaning and every swappable key with its values."""
+    from ablate.config import Recipe
+
+    print("Removable components (ablations.remove; variant name no-<component>):")
+    removals = removals_for(Recipe())
+    rows = [("skip-K", "skip connection of encoder level K off (K = 1..depth, 1 = shallowest)")]
+    rows += [
+        (removal.name, removal.meaning)
+        for removal in removals
+        if not removal.name.startswith("skip-")
+    ]
+    _print_rows(rows)
+    print("\nSwappable keys (ablations.swap, ablations.variants, ablations.factorial):")
+    print("  an alias below or its dotted path; augment.ops.<op> sets one op's probability")
+    _print_rows([(f"{alias} ({path})", allowed_values(path)) for alias, path in SWAPPABLE.items()])
+
+
+def _print_rows(rows: list[tuple[str, str]]) -> None:
+    width = max(len(left) for left, _ in rows)
+    for left, right in rows:
+        print(f"  {left:<{width}}  {right}")

@@ -1,0 +1,308 @@
+"""What a grid may remove or swap, and what each removal means as config changes.
+
+Removable components live in the `REMOVABLE` registry: each one turns the baseline recipe into
+the dotted-key changes of its variant (`{"model.norm": "none"}`) and states what removing it
+means. `skip-K` is a family, one member per encoder level of the baseline (1 = shallowest).
+
+Swappable keys are every field of the recipe sections (model, train, augment), addressed by a
+short alias (`lr`, `norm`) or a dotted path (`train.lr`, `augment.ops.rotate`). Their allowed
+values are read from the config types, so `ablate grid components` never goes stale.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import annotated_types
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+
+from ablate.config import LOSS_TERMS, AugmentOp, Recipe
+from ablate.registry import Registry
+
+SECTIONS: tuple[str, ...] = ("model", "train", "augment")
+"""Recipe sections a variant may change; data and protocol stay shared so deltas are paired."""
+
+SKIP_PATTERN = re.compile(r"^skip-(\d+)$")
+AUG_PREFIX = "aug-"
+
+Changes = dict[str, Any]
+
+
+class ComponentError(ValueError):
+    """A component or key that does not exist, or a removal that would change nothing."""
+
+
+@dataclass(frozen=True)
+class Removal:
+    """One removable component: its name in `ablations.remove` and what removing it means."""
+
+    name: str
+    meaning: str
+    changes: Callable[[Recipe], Changes]
+    """baseline -> dotted-key changes; raises ComponentError when nothing would change."""
+
+
+REMOVABLE: Registry[Removal] = Registry("removable component")
+
+
+def _removable(name: str, meaning: str) -> Callable[[Callable[[Recipe], Changes]], Removal]:
+    """Register a removal function under `name` with its stated meaning."""
+
+    def wrap(changes: Callable[[Recipe], Changes]) -> Removal:
+        removal = Removal(name, meaning, changes)
+        REMOVABLE.register(name)(removal)
+        return removal
+
+    return wrap
+
+
+def _unchanged(name: str, why: str) -> ComponentError:
+    return ComponentError(f"cannot remove {name!r}: {why}, so the variant would equal the baseline")
+
+
+@_removable("skips", "every skip connection off: the decoder sees only upsampled features")
+def _remove_skips(recipe: Recipe) -> Changes:
+    if not recipe.model.skips:
+        raise _unchanged("skips", "the baseline has skips: false")
+    return {"model.skips": False}
+
+
+@_removable("norm", "no normalization layers (model.norm: none)")
+def _remove_norm(recipe: Recipe) -> Changes:
+    if recipe.model.norm == "none":
+        raise _unchanged("norm", "the baseline has norm: none")
+    return {"model.norm": "none"}
+
+
+@_removable("dropout", "no dropout layers (model.dropout: 0)")
+def _remove_dropout(recipe: Recipe) -> Changes:
+    if recipe.model.dropout == 0.0:
+        raise _unchanged("dropout", "the baseline has dropout: 0")
+    return {"model.dropout": 0.0}
+
+
+@_removable("init", "PyTorch's default weight initialisation (model.init: default)")
+def _remove_init(recipe: Recipe) -> Changes:
+    if recipe.model.init == "default":
+        raise _unchanged("init", "the baseline has init: default")
+    return {"model.init": "default"}
+
+
+@_removable(
+    "deepest-level",
+    "one level fewer (depth - 1): the last width dropped, its skip with it",
+)
+def _remove_deepest_level(recipe: Recipe) -> Changes:
+    model = recipe.model
+    if model.depth < 2:
+        raise ComponentError("cannot remove 'deepest-level': the baseline has a single level")
+    changes: Changes = {"model.widths": list(model.widths[:-1])}
+    kept = [level for level in model.disabled_skips if level < model.depth]
+    if kept != list(model.disabled_skips):
+        changes["model.disabled_skips"] = kept
+    return changes
+
+
+@_removable("augmentation", "every augmentation op off (augment.ops: {}); copies kept")
+def _remove_augmentation(recipe: Recipe) -> Changes:
+    if not _active_ops(recipe):
+        raise _unchanged("augmentation", "the baseline has no augmentation op on")
+    return {"augment.ops": {}}
+
+
+@_removable("balanced", "plain shuffling instead of balanced sampling (train.balanced: false)")
+def _remove_balanced(recipe: Recipe) -> Changes:
+    if not recipe.train.balanced:
+        raise _unchanged("balanced", "the baseline has balanced: false")
+    return {"train.balanced": False}
+
+
+@_removable(
+    "input-norm", "raw [0, 1] inputs, no per-channel standardisation (augment.normalize: false)"
+)
+def _remove_input_norm(recipe: Recipe) -> Changes:
+    if not recipe.augment.normalize:
+        raise _unchanged("input-norm", "the baseline has normalize: false")
+    return {"augment.normalize": False}
+
+
+@_removable("early-stopping", "train every epoch and keep the last weights (train.patience: null)")
+def _remove_early_stopping(recipe: Recipe) -> Changes:
+    if recipe.train.patience is None:
+        raise _unchanged("early-stopping", "the baseline has patience: null")
+    return {"train.patience": None}
+
+
+@_removable("schedule", "constant learning rate (train.schedule: none)")
+def _remove_schedule(recipe: Recipe) -> Changes:
+    if recipe.train.schedule == "none":
+        raise _unchanged("schedule", "the baseline has schedule: none")
+    return {"train.schedule": "none"}
+
+
+def _active_ops(recipe: Recipe) -> dict[str, float]:
+    """Augmentation ops that can fire (probability > 0)."""
+    return {op: p for op, p in recipe.augment.ops.items() if p > 0}
+
+
+def _register_augment_op(op: str) -> None:
+    name = f"{AUG_PREFIX}{op}"
+
+    def changes(recipe: Recipe) -> Changes:
+        if op not in _active_ops(recipe):
+            raise _unchanged(name, f"the baseline's augment.ops has no {op!r}")
+        return {"augment.ops": {key: p for key, p in recipe.augment.ops.items() if key != op}}
+
+    _removable(name, f"augmentation op {op!r} off, the other ops kept")(changes)
+
+
+for _op in typing.get_args(AugmentOp):
+    _register_augment_op(_op)
+
+
+def _skip_removal(level: int) -> Removal:
+    name = f"skip-{level}"
+
+    def changes(recipe: Recipe) -> Changes:
+        if not recipe.model.skip_enabled(level):
+            raise _unchanged(name, f"the baseline's skip connection {level} is already off")
+        return {"model.disabled_skips": sorted({*recipe.model.disabled_skips, level})}
+
+    return Removal(name, f"skip connection of encoder level {level} off (1 = shallowest)", changes)
+
+
+def removals_for(baseline: Recipe) -> list[Removal]:
+    """Every component `baseline` can lose: skip-1..skip-depth, then the registered ones."""
+    skips = [_skip_removal(level) for level in range(1, baseline.model.depth + 1)]
+    return skips + [REMOVABLE.get(name) for name in REMOVABLE.names()]
+
+
+def removal_changes(name: str, baseline: Recipe) -> Changes:
+    """The dotted-key changes that remove component `name` from `baseline`.
+
+    Example:
+        >>> removal_changes("norm", Recipe())
+        {'model.norm': 'none'}
+
+    Raises:
+        ComponentError: unknown name (with the valid ones), or nothing to remove.
+    """
+    valid = {removal.name: removal for removal in removals_for(baseline)}
+    if name not in valid:
+        raise ComponentError(_unknown("component", name, list(valid)))
+    return valid[name].changes(baseline)
+
+
+def _unknown(kind: str, name: str, valid: list[str]) -> str:
+    """'unknown X 'nrom'; did you mean 'norm'? valid: ...' for any unknown name."""
+    close = difflib.get_close_matches(str(name), valid, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown {kind} {name!r}{hint}; valid: {', '.join(valid)}"
+
+
+def _section_fields() -> dict[str, FieldInfo]:
+    """dotted path -> field info for every field of the recipe sections."""
+    fields: dict[str, FieldInfo] = {}
+    for section in SECTIONS:
+        model: type[BaseModel] = Recipe.model_fields[section].annotation  # type: ignore[assignment]
+        for name, info in model.model_fields.items():
+            fields[f"{section}.{name}"] = info
+    return fields
+
+
+FIELDS: dict[str, FieldInfo] = _section_fields()
+SWAPPABLE: dict[str, str] = {path.split(".", 1)[1]: path for path in FIELDS}
+"""alias -> dotted path; the aliases are the field names, unique across the sections."""
+if len(SWAPPABLE) != len(FIELDS):  # a new field name repeated across sections needs a dotted path
+    raise RuntimeError("recipe field names must be unique across model/train/augment")
+
+
+def resolve_key(key: str) -> str:
+    """The dotted path of a swap/variant key: an alias (`lr`) or a dotted path (`train.lr`).
+
+    A dotted path may go one level into a mapping field: `augment.ops.rotate`.
+
+    Raises:
+        ComponentError: the key names no recipe field (a close match is suggested).
+    """
+    if key in SWAPPABLE:
+        return SWAPPABLE[key]
+    if key in FIELDS:
+        return key
+    parent, _, leaf = key.rpartition(".")
+    if parent in FIELDS and leaf and _is_mapping(FIELDS[parent].annotation):
+        return key
+    close = difflib.get_close_matches(key, [*SWAPPABLE, *FIELDS], n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ComponentError(
+        f"unknown key {key!r}{hint}; valid: {', '.join(SWAPPABLE)} (or a dotted path: train.lr)"
+    )
+
+
+def short_key(path: str) -> str:
+    """The name a variant uses for a dotted path: the path below its section (`lr`)."""
+    return path.split(".", 1)[1]
+
+
+def _is_mapping(annotation: Any) -> bool:
+    return typing.get_origin(annotation) is dict
+
+
+def allowed_values(path: str) -> str:
+    """Human description of what `path` accepts, from its config type: 'one of: a, b'."""
+    if path == "train.loss":
+        return f"a loss ({', '.join(LOSS_TERMS)}) or a weighted sum like 0.7*dice+0.3*jaccard"
+    if path in FIELDS:
+        info = FIELDS[path]
+        return _describe(info.annotation, info.metadata)
+    parent = path.rpartition(".")[0]
+    value_type = typing.get_args(FIELDS[parent].annotation)[1]
+    return _describe(value_type, [])
+
+
+def _describe(annotation: Any, metadata: list[Any]) -> str:
+    """Describe a type annotation plus its pydantic/annotated-types constraints."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Literal:
+        return "one of: " + ", ".join(str(arg) for arg in args)
+    if origin is typing.Annotated:
+        inner = [item for extra in args[1:] for item in getattr(extra, "metadata", [extra])]
+        return _describe(args[0], [*inner, *metadata])
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(arg, metadata) for arg in args)
+    if origin is list:
+        return f"list of {_describe(args[0], [])}"
+    if origin is dict:
+        keys = typing.get_args(args[0]) or (_describe(args[0], []),)
+        return f"mapping of ({', '.join(map(str, keys))}) to {_describe(args[1], [])}"
+    if annotation is type(None):
+        return "null"
+    name = {bool: "true/false", int: "int", float: "number", str: "text"}.get(
+        annotation, str(annotation)
+    )
+    bounds = [_bound(item) for item in metadata if _bound(item)]
+    return f"{name} {' and '.join(bounds)}" if bounds else name
+
+
+_BOUNDS = (
+    (annotated_types.Gt, "gt", ">"),
+    (annotated_types.Ge, "ge", ">="),
+    (annotated_types.Lt, "lt", "<"),
+    (annotated_types.Le, "le", "<="),
+)
+
+
+def _bound(item: Any) -> str:
+    """'> 0.0' for a Gt(0.0) constraint; '' for anything that is not a bound."""
+    for kind, attribute, symbol in _BOUNDS:
+        if isinstance(item, kind):
+            return f"{symbol} {getattr(item, attribute)}"
+    return ""

@@ -1,0 +1,332 @@
+"""Read a grid YAML file into a validated `GridConfig`, reporting every problem at once.
+
+Loading keeps the line of every key (from the YAML node tree), resolves `extends:` chains
+(mappings merge key by key, lists and scalars replace), substitutes `${VAR}` and
+`${VAR:-default}` in string values from the environment, validates against the schema in
+`ablate.config`, then checks the ablations. Each problem reads `KEY.PATH (line N): message`;
+all of them are raised together in one `GridError`. YAML is loaded with the safe loader only:
+a grid is data, nothing in it is ever evaluated.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from ablate.config import Ablations, GridConfig, Recipe
+from ablate.errors import GridError
+
+KeyPath = tuple[str | int, ...]
+"""A YAML key path: ("ablations", "swap", "lr", 1) is shown as ablations.swap.lr[1]."""
+
+ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+EXTENDS = "extends"
+
+
+def format_path(path: KeyPath) -> str:
+    """'ablations.swap.lr[1]' for ("ablations", "swap", "lr", 1)."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a key is written: a file (absolute) and a 1-based line."""
+
+    file: Path
+    line: int
+
+
+@dataclass(frozen=True)
+class GridOrigin:
+    """Where a loaded grid came from: its file and the location of every key in it."""
+
+    path: Path
+    """The grid file as the user named it."""
+    lines: dict[KeyPath, Location]
+    """Key path -> location, extended files included (an override wins)."""
+
+    def locate(self, path: KeyPath) -> str:
+        """'baseline.train.lr (line 12)', or '(base.yaml line 3)' when inherited."""
+        text = format_path(path)
+        location = self.lines.get(tuple(path))
+        if location is None:
+            return text
+        if location.file == self.path.resolve():
+            return f"{text} (line {location.line})"
+        where = os.path.relpath(location.file, self.path.resolve().parent)
+        return f"{text} ({where} line {location.line})"
+
+
+Locate = Callable[[KeyPath], str]
+"""key path -> 'key.path (line N)' for messages."""
+
+
+def load_grid(path: str | Path) -> GridConfig:
+    """Load, resolve and validate a grid file.
+
+    Example:
+        >>> grid = load_grid("grids/quickstart.yaml")
+        >>> grid.study
+        'quickstart'
+
+    Raises:
+        GridError: every problem in the file, each with its YAML key path and line.
+    """
+    path = Path(path)
+    data, lines = _resolve_extends(path, ())
+    origin = GridOrigin(path, lines)
+    problems: list[str] = []
+    data = _substitute_env(data, (), origin.locate, problems)
+    try:
+        grid = GridConfig.model_validate(data)
+    except ValidationError as error:
+        problems += schema_problems(error, data, origin.locate)
+        problems += _partial_ablation_problems(data, origin.locate)
+        raise GridError(str(path), problems) from None
+    # Imported here: expand imports this module (key paths and their formatting).
+    from ablate.grid.expand import collect_variants
+
+    problems += collect_variants(grid.baseline, grid.ablations, origin.locate)[1]
+    if problems:
+        raise GridError(str(path), problems)
+    return grid
+
+
+def _read_yaml(path: Path) -> tuple[dict, dict[KeyPath, Location]]:
+    """One YAML file as a mapping plus the location of each key; GridError if unusable."""
+    if not path.exists():
+        raise GridError(str(path), ["file not found"])
+    if not path.is_file():
+        raise GridError(str(path), ["not a file"])
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise GridError(str(path), [f"cannot read the file: {error}"]) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise GridError(str(path), [_yaml_problem(error)]) from None
+    if node is None or data is None:
+        raise GridError(
+            str(path), ["the file is empty: a grid needs at least study, data and baseline"]
+        )
+    if not isinstance(data, dict):
+        kind = type(data).__name__
+        raise GridError(
+            str(path), [f"line 1: the top level must be a mapping of sections, got a {kind}"]
+        )
+    lines: dict[KeyPath, Location] = {}
+    problems: list[str] = []
+    _collect_lines(node, (), path.resolve(), lines, problems)
+    if problems:
+        raise GridError(str(path), problems)
+    return data, lines
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """'line 4, column 7: YAML syntax error: ...' from a PyYAML error, with where the broken
+    construct started (an unclosed list is detected only at the end of the file)."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error)
+    context = getattr(error, "context", None)
+    context_mark = getattr(error, "context_mark", None)
+    if context and context_mark is not None:
+        context += f" started at line {context_mark.line + 1}, column {context_mark.column + 1}"
+    text = f"{context}: {problem}" if context else problem
+    if mark is None:
+        return f"YAML syntax error: {text}"
+    return f"line {mark.line + 1}, column {mark.column + 1}: YAML syntax error: {text}"
+
+
+def _collect_lines(
+    node: yaml.Node,
+    path: KeyPath,
+    file: Path,
+    lines: dict[KeyPath, Location],
+    problems: list[str],
+) -> None:
+    """Record the line of every mapping key and list item; a repeated key is a problem."""
+    if isinstance(node, yaml.MappingNode):
+        first_line: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            line = key_node.start_mark.line + 1
+            if key in first_line:
+                problems.append(
+                    f"{format_path((*path, key))} (line {line}): key repeated "
+                    f"(first at line {first_line[key]}); YAML would keep only the last"
+                )
+            first_line.setdefault(key, line)
+            lines[(*path, key)] = Location(file, line)
+            _collect_lines(value_node, (*path, key), file, lines, problems)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            lines[(*path, index)] = Location(file, item.start_mark.line + 1)
+            _collect_lines(item, (*path, index), file, lines, problems)
+
+
+def _resolve_extends(path: Path, chain: tuple[Path, ...]) -> tuple[dict, dict[KeyPath, Location]]:
+    """The file's mapping merged over the chain of files it extends, with key locations."""
+    data, lines = _read_yaml(path)
+    if EXTENDS not in data:
+        return data, lines
+    reference = data.pop(EXTENDS)
+    where = f"{EXTENDS} (line {lines[(EXTENDS,)].line})"
+    if not isinstance(reference, str) or not reference.strip():
+        raise GridError(
+            str(path), [f"{where}: must be a file name relative to this file, got {reference!r}"]
+        )
+    parent = (path.parent / reference).resolve()
+    here = path.resolve()
+    if parent in (*chain, here):
+        cycle = " -> ".join(item.name for item in (*chain, here, parent))
+        raise GridError(str(path), [f"{where}: extends cycle: {cycle}"])
+    if not parent.is_file():
+        raise GridError(
+            str(path), [f"{where}: extended file {reference!r} not found (looked for {parent})"]
+        )
+    base, base_lines = _resolve_extends(parent, (*chain, here))
+    return deep_merge(base, data), {**base_lines, **lines}
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """`override` over `base`: mappings merge key by key; lists and scalars replace.
+
+    Example:
+        >>> deep_merge({"a": {"x": 1, "y": [1]}}, {"a": {"y": [2]}})
+        {'a': {'x': 1, 'y': [2]}}
+    """
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _substitute_env(value: Any, path: KeyPath, locate: Locate, problems: list[str]) -> Any:
+    """`value` with `${VAR}` / `${VAR:-default}` replaced in every string; unset is a problem."""
+    if isinstance(value, dict):
+        return {
+            key: _substitute_env(item, (*path, key), locate, problems)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [
+            _substitute_env(item, (*path, index), locate, problems)
+            for index, item in enumerate(value)
+        ]
+    if not isinstance(value, str):
+        return value
+
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        current = os.environ.get(name)
+        if default is not None and not current:
+            return default
+        if current is None:
+            problems.append(f"{locate(path)}: environment variable {name} is not set")
+            return match.group(0)
+        return current
+
+    return ENV_PATTERN.sub(replace, value)
+
+
+def schema_problems(error: ValidationError, data: Any, locate: Locate) -> list[str]:
+    """One 'KEY.PATH (line N): message' per failing key of `data` (GridConfig-shaped)."""
+    grouped: dict[KeyPath, list[str]] = {}
+    for item in error.errors():
+        path = data_path(item["loc"], item["type"], data)
+        grouped.setdefault(path, []).append(_message(item, path))
+    return [
+        f"{locate(path)}: {' or '.join(dict.fromkeys(messages))}"
+        for path, messages in grouped.items()
+    ]
+
+
+def data_path(loc: tuple, error_type: str, data: Any) -> KeyPath:
+    """The key path of a pydantic error location, without union tags such as 'list[int]'."""
+    path: list[str | int] = []
+    current = data
+    for position, part in enumerate(loc):
+        if (isinstance(current, dict) and part in current) or (
+            isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current)
+        ):
+            current = current[part]
+        elif isinstance(current, dict) and error_type == "missing" and position == len(loc) - 1:
+            current = None
+        else:
+            continue  # a union member tag or '[key]': not a key of the file
+        path.append(part)
+    return tuple(path)
+
+
+def _message(item: dict, path: KeyPath) -> str:
+    """A pydantic error as a sentence: unknown keys get a close match and the valid keys."""
+    kind = item["type"]
+    if kind == "extra_forbidden":
+        return _unknown_key(str(path[-1]), fields_at(path[:-1]))
+    if kind == "missing":
+        return "required, but missing"
+    message = item["msg"].removeprefix("Value error, ")
+    if "[key]" in item["loc"]:
+        return f"invalid key {path[-1]!r}: {message}"
+    value = item.get("input")
+    if kind != "value_error" and (value is None or isinstance(value, str | int | float | bool)):
+        message += f" (got {value!r})"
+    return message
+
+
+def _unknown_key(key: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown key {key!r}{hint}; valid keys here: {', '.join(valid)}"
+
+
+def fields_at(path: KeyPath, root: type[BaseModel] = GridConfig) -> list[str]:
+    """The keys the schema accepts at `path` (a mapping section); [] when it is not a section."""
+    model: type[BaseModel] = root
+    for part in path:
+        if isinstance(part, int):
+            continue
+        info = model.model_fields.get(str(part))
+        section = _section_model(info.annotation) if info is not None else None
+        if section is None:
+            return []
+        model = section
+    extra = [EXTENDS] if model is GridConfig else []
+    return [*model.model_fields, *extra]
+
+
+def _section_model(annotation: Any) -> type[BaseModel] | None:
+    """The config class behind `X`, `X | None`; None when the field is not a section."""
+    for candidate in (annotation, *typing.get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def _partial_ablation_problems(data: dict, locate: Locate) -> list[str]:
+    """Ablation problems of a grid whose schema failed elsewhere (so all are reported at once)."""
+    try:
+        baseline = Recipe.model_validate(data.get("baseline"))
+        ablations = Ablations.model_validate(data.get("ablations") or {})
+    except ValidationError:
+        return []  # already reported by the schema validation
+    from ablate.grid.expand import collect_variants
+
+    return collect_variants(baseline, ablations, locate)[1]

@@ -1,0 +1,119 @@
+"""`ablate prune STUDY_DIR`: pruning sensitivity of a study's trained runs."""
+
+from __future__ import annotations
+
+import yaml
+from pydantic import ValidationError
+
+from ablate.config import PruningConfig
+from ablate.errors import UserError
+from ablate.prune.analysis import PruneStore
+from ablate.prune.methods import PRUNE_METHODS
+from ablate.prune.report import build_summary
+from ablate.prune.scopes import SCOPES
+from ablate.prune.study import ok_runs, prune_study
+from ablate.store.fs import StudyLocation, resolve_study
+
+
+def _grid_pruning(location: StudyLocation) -> PruningConfig:
+    """The `pruning:` section of the study's grid.yaml, else the defaults."""
+    text = location.read_text("grid.yaml")
+    if text is None:
+        return PruningConfig()
+    try:
+        section = (yaml.safe_load(text) or {}).get("pruning") or {}
+        return PruningConfig.model_validate(section)
+    except (yaml.YAMLError, AttributeError, ValidationError) as error:
+        raise UserError(
+            f"{location.path('grid.yaml')}: pruning: invalid section: {error}"
+        ) from error
+
+
+def _check_names(option: str, names: list[str] | None, valid: list[str]) -> None:
+    unknown = [name for name in names or [] if name not in valid]
+    if unknown:
+        raise UserError(
+            f"{option}: unknown {', '.join(map(repr, unknown))}; valid: {', '.join(valid)}"
+        )
+
+
+def resolve_config(
+    location: StudyLocation,
+    variants: list[str] | None,
+    methods: list[str] | None,
+    scopes: list[str] | None,
+    amounts: list[float] | None,
+) -> PruningConfig:
+    """grid.yaml's pruning section (or defaults) with the command-line values on top."""
+    _check_names("--methods", methods, PRUNE_METHODS.names())
+    _check_names("--scope", scopes, SCOPES.names())
+    outside = [amount for amount in amounts or [] if not 0.0 <= amount <= 1.0]
+    if outside:
+        raise UserError(f"--amounts: {outside} outside [0, 1] (shares of weights to prune)")
+    if amounts is not None and not amounts:
+        raise UserError("--amounts: no amount given")
+    base = _grid_pruning(location)
+    overrides = {"variants": variants, "methods": methods, "scopes": scopes, "amounts": amounts}
+    return base.model_copy(
+        update={key: value for key, value in overrides.items() if value is not None}
+    )
+
+
+def _connect_ray(address: str | None) -> bool:
+    """Join `address` or start a local Ray; True when this call started it (and must stop it)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address is not None:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(include_dashboard=False, log_to_driver=False)
+    return True
+
+
+def prune_command(
+    study_dir: str,
+    variants: list[str] | None = None,
+    methods: list[str] | None = None,
+    scopes: list[str] | None = None,
+    amounts: list[float] | None = None,
+    address: str | None = None,
+) -> None:
+    """Run the pruning analysis of a study and print the targets whose pruning hurts most.
+
+    Raises:
+        UserError: a missing study, no completed runs, unknown variants, methods or scopes,
+            amounts outside [0, 1].
+
+    Example:
+        $ ablate prune runs/quickstart --methods l1_unstructured --scope modules --amounts 0.25,0.5
+    """
+    location = resolve_study(study_dir)
+    if not location.exists():
+        raise UserError(f"{study_dir}: study directory not found")
+    config = resolve_config(location, variants, methods, scopes, amounts)
+    runs = ok_runs(PruneStore(location), None)
+    if runs.empty:
+        raise UserError(f"{study_dir}: no completed runs in results/runs; run `ablate run` first")
+    _check_names("--variants", config.variants, sorted(set(runs["variant"])))
+    started = _connect_ray(address)
+    try:
+        prune_study(location, config)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+    _print_worst(location)
+
+
+def _print_worst(location: StudyLocation) -> None:
+    result = build_summary(location, figures=False)
+    if result is None:
+        print("no pruning results")
+        return
+    print(f"pruning results: {location.path('results', 'pruning')}")
+    print(f"summary: {location.path('summary', 'pruning')}")
+    print("largest macro Dice drops (mean over seeds):")
+    print(result.worst.to_string(index=False, float_format=lambda value: f"{value:.4f}"))

@@ -1,0 +1,112 @@
+"""Figures of the pruning summary; each function returns a matplotlib Figure (Agg backend).
+
+Callers save them as PNG (summary/pruning/) or embed them in report.html.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on workers or CI
+
+import numpy as np
+import pandas as pd
+from matplotlib import pyplot as plt
+from matplotlib.figure import Figure
+
+from ablate.prune.summary import MACRO
+
+
+def amount_curves(summary: pd.DataFrame, variant: str) -> Figure | None:
+    """Amount vs Dice per category (one line each) for the global scope, one panel per method."""
+    rows = summary[(summary["variant"] == variant) & (summary["scope"] == "global")]
+    methods = list(dict.fromkeys(rows["method"]))
+    if not methods:
+        return None
+    fig, axes = plt.subplots(1, len(methods), figsize=(4.5 * len(methods), 3.6), squeeze=False)
+    for ax, method in zip(axes[0], methods, strict=True):
+        for category, curve in rows[rows["method"] == method].groupby("category", sort=False):
+            curve = curve.sort_values("amount")
+            style = {"color": "black", "linewidth": 2.2} if category == MACRO else {}
+            ax.plot(
+                curve["amount"],
+                curve["dice_mean"],
+                marker="o",
+                markersize=3,
+                label=category,
+                **style,
+            )
+            std = curve["dice_std"].fillna(0.0)
+            ax.fill_between(
+                curve["amount"], curve["dice_mean"] - std, curve["dice_mean"] + std, alpha=0.15
+            )
+        ax.set_title(f"{variant}: {method} (global)")
+        ax.set_xlabel("amount pruned")
+        ax.set_ylabel("Dice")
+        ax.set_ylim(0, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    return fig
+
+
+def sensitivity_heatmap(
+    summary: pd.DataFrame, variant: str, method: str, scope: str
+) -> Figure | None:
+    """Target x amount heatmap of the macro Dice drop (unpruned minus pruned, mean over seeds)."""
+    rows = summary[
+        (summary["variant"] == variant)
+        & (summary["method"] == method)
+        & (summary["scope"] == scope)
+        & (summary["category"] == MACRO)
+        & (summary["amount"] > 0)
+    ]
+    if rows.empty:
+        return None
+    grid = rows.pivot_table(index="target", columns="amount", values="delta_dice_mean", sort=False)
+    drop = -grid.to_numpy()
+    fig, ax = plt.subplots(figsize=(1.1 * grid.shape[1] + 3.0, 0.32 * grid.shape[0] + 1.6))
+    limit = max(float(np.nanmax(np.abs(drop))), 1e-6)
+    image = ax.imshow(drop, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
+    ax.set_xticks(range(grid.shape[1]), [f"{amount:g}" for amount in grid.columns])
+    ax.set_yticks(range(grid.shape[0]), list(grid.index), fontsize=8)
+    for (row, col), value in np.ndenumerate(drop):
+        if np.isfinite(value):
+            ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=7)
+    ax.set_xlabel("amount pruned")
+    ax.set_title(f"{variant}: macro Dice drop, {method}, scope {scope}", fontsize=9)
+    fig.colorbar(image, ax=ax, label="Dice drop")
+    fig.tight_layout()
+    return fig
+
+
+def layer_bars(
+    table: pd.DataFrame, value: str, title: str, hue: str | None = None
+) -> Figure | None:
+    """Bars of `<value>_mean` per layer with `<value>_std` error bars; `hue` splits the bars."""
+    if table.empty:
+        return None
+    layers = list(dict.fromkeys(table["layer"]))
+    hues = list(dict.fromkeys(table[hue])) if hue else [None]
+    width = 0.8 / len(hues)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.35 * len(layers) + 2.0), 3.8))
+    positions = np.arange(len(layers))
+    for index, level in enumerate(hues):
+        part = table if level is None else table[table[hue] == level]
+        part = part.set_index("layer").reindex(layers)
+        ax.bar(
+            positions + index * width - 0.4 + width / 2,
+            part[f"{value}_mean"],
+            width,
+            yerr=part[f"{value}_std"].fillna(0.0),
+            label=level,
+            capsize=2,
+        )
+    ax.set_xticks(positions, layers, rotation=75, ha="right", fontsize=7)
+    ax.set_ylabel(value.replace("_", " "))
+    ax.set_title(title, fontsize=9)
+    if hue:
+        ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig

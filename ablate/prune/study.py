@@ -1,0 +1,140 @@
+"""Pruning sensitivity of a whole study: every completed run, as Ray tasks when Ray is up.
+
+The driver reads the runs table, loads each dataset once and ships it through the object
+store (`ray.put`), so workers need neither a dataset copy nor the driver's filesystem
+beyond the study location. Runs whose tables all exist are skipped (resume).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from ablate.config import PruningConfig, RunConfig
+from ablate.prune.analysis import PRUNE_TABLES, PruneStore, RunSpec, analyse_run
+from ablate.prune.report import write_summary
+from ablate.store.fs import StudyLocation, resolve_study
+
+if TYPE_CHECKING:
+    from ablate.data.ebhi import SegmentationData
+
+TASK_CPUS = 1
+
+
+def ok_runs(store: PruneStore, variants: list[str] | None) -> pd.DataFrame:
+    """Rows of the runs table with status ok, restricted to `variants` when given."""
+    runs = store.read("runs")
+    if runs.empty:
+        return runs
+    runs = runs[runs["status"] == "ok"]
+    if variants is not None:
+        runs = runs[runs["variant"].isin(variants)]
+    return runs.sort_values(["variant", "seed"], kind="stable").reset_index(drop=True)
+
+
+def pending_runs(location: StudyLocation, config: PruningConfig) -> list[RunSpec]:
+    """The completed runs that still miss at least one pruning table, with the missing ones."""
+    store = PruneStore(location)
+    done = {table: set(store.run_files(table)) for table in PRUNE_TABLES}
+    specs = []
+    for row in ok_runs(store, config.variants).itertuples(index=False):
+        key = (row.variant, int(row.seed))
+        missing = tuple(table for table in PRUNE_TABLES if key not in done[table])
+        if missing:
+            specs.append(
+                RunSpec(
+                    location.uri, str(row.study), row.variant, int(row.seed), row.config, missing
+                )
+            )
+    return specs
+
+
+def _datasets(specs: list[RunSpec]) -> dict[str, SegmentationData]:
+    """Each distinct data section of the runs, loaded once, keyed by its JSON."""
+    from ablate.data.source import load_data
+
+    datasets: dict[str, SegmentationData] = {}
+    for spec in specs:
+        data_config = spec.config.data
+        key = data_config.model_dump_json()
+        if key not in datasets:
+            datasets[key] = load_data(data_config)
+    return datasets
+
+
+def _data_key(spec: RunSpec) -> str:
+    return RunConfig.model_validate_json(spec.config_json).data.model_dump_json()
+
+
+def _run_local(
+    specs: list[RunSpec], datasets: dict[str, SegmentationData], config: PruningConfig
+) -> dict[RunSpec, str | None]:
+    """Analyse runs one after another in this process; errors are collected, not raised."""
+    outcome: dict[RunSpec, str | None] = {}
+    for spec in specs:
+        try:
+            analyse_run(spec, datasets[_data_key(spec)], config)
+            outcome[spec] = None
+        except Exception as error:  # one broken run must not stop the others
+            outcome[spec] = f"{type(error).__name__}: {error}"
+    return outcome
+
+
+def _analyse_task(spec: RunSpec, data: SegmentationData, config: PruningConfig) -> str | None:
+    """Body of one Ray task: the error message, or None when the run was analysed."""
+    try:
+        analyse_run(spec, data, config, threads=TASK_CPUS)
+        return None
+    except Exception as error:  # reported by the driver with the run's name
+        return f"{type(error).__name__}: {error}"
+
+
+def _run_ray(
+    specs: list[RunSpec], datasets: dict[str, SegmentationData], config: PruningConfig
+) -> dict[RunSpec, str | None]:
+    """One Ray task per run; each dataset goes into the object store once."""
+    import ray
+
+    task = ray.remote(num_cpus=TASK_CPUS)(_analyse_task)
+    refs = {key: ray.put(data) for key, data in datasets.items()}
+    futures = {spec: task.remote(spec, refs[_data_key(spec)], config) for spec in specs}
+    return {spec: ray.get(future) for spec, future in futures.items()}
+
+
+def _ray_running() -> bool:
+    if "ray" not in sys.modules:  # nobody started Ray in this process
+        return False
+    import ray
+
+    return ray.is_initialized()
+
+
+def prune_study(study_dir: str | Path | StudyLocation, config: PruningConfig) -> None:
+    """Pruning sensitivity of every completed run of a study, then summary/pruning/.
+
+    Writes results/pruning, results/weight_distance and results/grad_norms (one file per
+    run; runs that have all three are skipped) and the summary tables and figures. Runs are
+    spread as Ray tasks when Ray is initialised, else analysed in this process. A run whose
+    analysis fails is reported on stderr and left for the next call.
+
+    Args:
+        study_dir: study directory (path or URI) with a runs table and checkpoints.
+        config: methods, scopes, amounts and the variants to analyse (None: all).
+
+    Example:
+        >>> prune_study("runs/quickstart", PruningConfig(amounts=[0.5]))  # doctest: +SKIP
+    """
+    location = study_dir if isinstance(study_dir, StudyLocation) else resolve_study(study_dir)
+    specs = pending_runs(location, config)
+    if specs:
+        datasets = _datasets(specs)
+        run = _run_ray if _ray_running() else _run_local
+        for spec, error in run(specs, datasets, config).items():
+            if error is not None:
+                print(
+                    f"pruning of {spec.variant} seed {spec.seed} failed: {error}", file=sys.stderr
+                )
+    write_summary(location)

@@ -1,0 +1,170 @@
+"""Assembling `report.html` from a study, its summary and its figures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ablate.config import ProtocolConfig
+from ablate.report import html, stats, tables
+from ablate.report.load import RunStatus, Study
+from ablate.report.summary import Summary
+
+MAX_DROPPED_SHOWN = 200
+
+
+@dataclass
+class Figures:
+    """PNG bytes of each figure (None: not drawn) and notes on what was skipped."""
+
+    heatmap: bytes | None = None
+    bars: bytes | None = None
+    curves: bytes | None = None
+    samples: bytes | None = None
+    notes: list[str] | None = None
+
+
+def _protocol(study: Study) -> ProtocolConfig | None:
+    if study.grid is not None:
+        return study.grid.protocol
+    config = study.run_config(*study.runs[["variant", "seed"]].iloc[0])
+    return config.protocol if config else None
+
+
+def early_stopping_splits(study: Study) -> set[str]:
+    """The splits early stopping watched, from the runs table, else from the protocol."""
+    if "early_stopping_split" in study.runs:
+        return {str(s) for s in study.runs["early_stopping_split"].dropna()}
+    protocol = _protocol(study)
+    if protocol is None:
+        return set()
+    return {"test" if protocol.early_stops_on_test else "val"}
+
+
+def protocol_section(study: Study) -> str:
+    """Split fractions, seeds, task, early stopping; a warning when it watched the test split."""
+    protocol = _protocol(study)
+    splits = early_stopping_splits(study)
+    pairs: list[tuple[str, Any]] = [("study", study.name), ("directory", str(study.path))]
+    data = study.grid.data if study.grid is not None else None
+    if data is not None:
+        source = data.root or f"synthetic ({data.synthetic.model_dump_json()})"
+        pairs.append(("data", source))
+    if protocol is not None:
+        pairs += [
+            ("task", protocol.task),
+            ("seeds", ", ".join(map(str, protocol.seed_list()))),
+            ("test fraction (per category)", protocol.test_fraction),
+            ("validation fraction (of the rest)", protocol.val_fraction),
+        ]
+    pairs.append(("early stopping on", ", ".join(sorted(splits)) or "unknown"))
+    parts = [html.key_values(pairs)]
+    if "test" in splits:
+        parts.insert(
+            0,
+            html.warning(
+                "early stopping and model selection watched the TEST split (no validation split), "
+                "so every test score in this report is optimistic."
+            ),
+        )
+    return "\n".join(parts)
+
+
+def runs_section(status: RunStatus) -> str:
+    """Counts and every missing, failed or diverged run."""
+    text = f"{status.ok} of {status.expected} expected runs finished ok."
+    problems = status.lines()
+    if not problems:
+        return html.paragraph(text)
+    return html.paragraph(text) + html.bullets(problems, "problem")
+
+
+def dataset_section(dataset: dict[str, Any] | None) -> str:
+    """The cleaning report stored in dataset.json."""
+    if not dataset:
+        return html.paragraph("No dataset.json in the study directory.", "note")
+    parts = []
+    if "root" in dataset:
+        parts.append(html.paragraph(f"root: {dataset['root']}"))
+    counts = dataset.get("counts") or {}
+    if counts:
+        rows = [(category, count) for category, count in counts.items()]
+        rows.append(("total", sum(int(c) for c in counts.values())))
+        parts.append(html.table(_pairs_frame(rows, ["category", "usable pairs"])))
+    dropped = dataset.get("dropped") or []
+    parts.append(html.paragraph(f"{len(dropped)} file(s) dropped."))
+    if dropped:
+        shown = [(d.get("path", "?"), d.get("reason", "?")) for d in dropped[:MAX_DROPPED_SHOWN]]
+        parts.append(html.table(_pairs_frame(shown, ["file", "reason"])))
+        if len(dropped) > MAX_DROPPED_SHOWN:
+            parts.append(
+                html.paragraph(f"... and {len(dropped) - MAX_DROPPED_SHOWN} more.", "note")
+            )
+    return "\n".join(parts)
+
+
+def _pairs_frame(rows: list[tuple[Any, Any]], columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=columns).astype(str)
+
+
+def _pruning_section(study_dir: Path) -> str | None:
+    try:
+        from ablate.prune.report import pruning_html
+    except ImportError:
+        return None
+    return pruning_html(study_dir)
+
+
+def build_report(study: Study, status: RunStatus, summary: Summary, figures: Figures) -> str:
+    """The whole report.html document."""
+    report = html.Report(f"Ablation study {study.name}")
+    report.add("Protocol", protocol_section(study))
+    report.add("Runs", runs_section(status))
+    report.add("Dataset cleaning report", dataset_section(study.dataset))
+    metric = summary.metric
+    if summary.has_baseline and not summary.deltas.empty:
+        grid = tables.delta_grid(summary.summary, summary.deltas, metric)
+        macro = tables.macro_grid(summary.deltas, list(stats.METRICS))
+        report.add(
+            f"{metric} deltas vs baseline",
+            html.paragraph(tables.DELTA_LEGEND, "note"),
+            html.table(grid),
+            "<h3>Macro delta of every metric</h3>",
+            html.table(macro),
+        )
+    else:
+        report.add("Deltas", html.paragraph("No baseline run finished ok: no deltas.", "problem"))
+    shown = tables.ranking_display(summary.ranking)
+    report.add(
+        f"Ranking by macro {metric}",
+        html.paragraph(tables.LOSS_LEGEND, "note"),
+        f"<h3>Best {min(tables.TOP_N, len(shown))}</h3>",
+        html.table(shown.head(tables.TOP_N)),
+        f"<h3>Worst {min(tables.TOP_N, len(shown))}</h3>",
+        html.table(shown.iloc[::-1].head(tables.TOP_N)),
+    )
+    report.add("Figures", *_figure_parts(figures, metric))
+    pruning = _pruning_section(study.path)
+    if pruning:
+        # ablate.prune renders its own <section id="pruning"> with embedded figures.
+        report.add_section("Pruning sensitivity", pruning, "pruning")
+    notes = [*study.notes, *(figures.notes or []), *stats.CONVENTIONS]
+    report.add("Notes", html.bullets(notes, "note"))
+    return report.render()
+
+
+def _figure_parts(figures: Figures, metric: str) -> list[str]:
+    captions = [
+        (figures.heatmap, f"{metric} delta per variant and category"),
+        (figures.bars, f"macro {metric} delta with 95% intervals"),
+        (figures.curves, "mean training and validation loss per variant"),
+        (figures.samples, "sample test predictions"),
+    ]
+    parts = []
+    for png, caption in captions:
+        if png is not None:
+            parts += [f"<h3>{html.escape(caption)}</h3>", html.image(png, caption)]
+    return parts or [html.paragraph("No figures.", "note")]

@@ -1,0 +1,179 @@
+"""Sample predictions: image, ground truth, baseline and variant predictions side by side.
+
+Rebuilt from the study's checkpoints (`checkpoints/<variant>/seed=<s>/best.pt`) and each
+run's stored RunConfig, on the run's own test split. Optional: when the checkpoints, the
+dataset or the model code are unavailable the figure is skipped and the reason returned.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from ablate.config import RunConfig
+from ablate.errors import UserError
+from ablate.report.load import Study
+from ablate.report.stats import BASELINE, MACRO
+from ablate.store.parquet import path_segment
+
+PER_CATEGORY = 2
+
+
+@dataclass
+class Samples:
+    """Predicted masks of a few test images for several variants of one seed."""
+
+    seed: int
+    indices: np.ndarray  # (K,) dataset indices
+    images: np.ndarray  # (K, H, W, 3) uint8
+    truths: np.ndarray  # (K, H, W) {0, 1}
+    categories: list[str]  # (K,) category of each image
+    predictions: dict[str, np.ndarray]  # variant -> (K, H, W) bool
+
+
+def checkpoint_path(study_dir: Path, variant: str, seed: int) -> Path:
+    """Where a run's kept weights are stored."""
+    return study_dir / "checkpoints" / path_segment(variant) / f"seed={seed}" / "best.pt"
+
+
+def pick_variants(deltas: pd.DataFrame, metric: str) -> list[str]:
+    """The most harmful and the most helpful variant by macro delta (one if they coincide)."""
+    macro = deltas[(deltas["category"] == MACRO) & (deltas["metric"] == metric)]
+    macro = macro.dropna(subset=["mean_delta"]).sort_values("mean_delta")
+    if macro.empty:
+        return []
+    return list(dict.fromkeys([macro["variant"].iloc[0], macro["variant"].iloc[-1]]))
+
+
+def _seed_with_checkpoints(study: Study, variants: list[str]) -> int | None:
+    for seed in sorted(set(study.ok_runs()["seed"].astype(int))):
+        if all(checkpoint_path(study.path, v, seed).is_file() for v in variants):
+            return seed
+    return None
+
+
+def _sample_indices(category_ids: np.ndarray, test: np.ndarray, per_category: int) -> np.ndarray:
+    picked = [test[category_ids[test] == c][:per_category] for c in np.unique(category_ids[test])]
+    return np.concatenate(picked) if picked else np.array([], dtype=np.int64)
+
+
+def _predict(
+    config: RunConfig, weights: Path, data: object, indices: np.ndarray, stats: object
+) -> np.ndarray:
+    """Foreground masks (K, H, W) of one run's model at the native mask resolution."""
+    import torch
+    from torch.nn import functional
+
+    from ablate.data.loader import build_eval_loader
+    from ablate.models import build_model
+
+    out_channels = 1 if config.protocol.task == "binary" else 1 + len(data.categories)
+    model = build_model(config.model, out_channels)
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    # torch.compile wraps the module; its state_dict keys carry this prefix.
+    state = {key.removeprefix("_orig_mod."): value for key, value in state.items()}
+    model.load_state_dict(state)
+    model.eval()
+    loader = build_eval_loader(
+        data, indices, config.train, num_workers=0, pin_memory=False, stats=stats
+    )
+    masks: dict[int, np.ndarray] = {}
+    with torch.no_grad():
+        for batch in loader:
+            logits = model(batch["image"])  # (B, C, h, w)
+            logits = functional.interpolate(logits, size=batch["mask"].shape[-2:], mode="bilinear")
+            foreground = logits[:, 0] > 0 if out_channels == 1 else logits.argmax(1) > 0
+            for index, mask in zip(batch["index"].tolist(), foreground.numpy(), strict=True):
+                masks[index] = mask
+    return np.stack([masks[int(index)] for index in indices])
+
+
+def collect_samples(study: Study, variants: list[str], per_category: int = PER_CATEGORY) -> Samples:
+    """Predict a few test images per category with the baseline and `variants`.
+
+    Raises:
+        FileNotFoundError: no seed has checkpoints for all of them.
+        ImportError: the data or model code is unavailable.
+    """
+    from ablate.data.loader import channel_stats
+    from ablate.data.source import load_data
+    from ablate.data.split import split_indices
+
+    wanted = [BASELINE, *variants]
+    seed = _seed_with_checkpoints(study, wanted)
+    if seed is None:
+        raise FileNotFoundError(f"no seed has best.pt checkpoints for {', '.join(wanted)}")
+    base_config = study.run_config(BASELINE, seed)
+    if base_config is None:
+        raise FileNotFoundError(f"the runs table has no config for baseline seed {seed}")
+    data = load_data(base_config.data)
+    protocol = base_config.protocol
+    split = split_indices(data.category_ids, seed, protocol.test_fraction, protocol.val_fraction)
+    indices = _sample_indices(data.category_ids, split.test, per_category)
+    predictions = {}
+    for variant in wanted:
+        config = study.run_config(variant, seed) or base_config
+        stats = channel_stats(data.images[split.train]) if config.augment.normalize else None
+        weights = checkpoint_path(study.path, variant, seed)
+        predictions[variant] = _predict(config, weights, data, indices, stats)
+    return Samples(
+        seed=seed,
+        indices=indices,
+        images=data.images[indices],
+        truths=data.masks[indices],
+        categories=[data.categories[c] for c in data.category_ids[indices]],
+        predictions=predictions,
+    )
+
+
+def _dice(prediction: np.ndarray, truth: np.ndarray) -> float:
+    truth = truth.astype(bool)
+    overlap = 2 * np.logical_and(prediction, truth).sum()
+    total = prediction.sum() + truth.sum()
+    return 1.0 if total == 0 else float(overlap / total)
+
+
+def samples_figure(samples: Samples) -> Figure:
+    """One row per image: image, ground truth, then each variant's prediction (with Dice)."""
+    columns = ["image", "ground truth", *samples.predictions]
+    rows = len(samples.indices)
+    figure = Figure(figsize=(1.7 * len(columns), 1.8 * max(rows, 1)), layout="constrained")
+    grid = figure.subplots(max(rows, 1), len(columns), squeeze=False)
+    for row in range(rows):
+        panels = [samples.images[row], samples.truths[row]]
+        titles = [samples.categories[row], "ground truth"]
+        for variant, masks in samples.predictions.items():
+            panels.append(masks[row])
+            titles.append(f"{variant}\nDice {_dice(masks[row], samples.truths[row]):.2f}")
+        for col, (panel, title) in enumerate(zip(panels, titles, strict=True)):
+            axes = grid[row, col]
+            if panel.ndim == 3:
+                axes.imshow(panel)
+            else:
+                axes.imshow(panel, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            axes.set_title(title, fontsize=7)
+            axes.axis("off")
+    figure.suptitle(f"test images of seed {samples.seed}", fontsize=9)
+    return figure
+
+
+def sample_predictions(
+    study: Study, deltas: pd.DataFrame, metric: str
+) -> tuple[Figure | None, str]:
+    """The sample-prediction figure, or None and the reason it was skipped."""
+    variants = pick_variants(deltas, metric)
+    if not variants:
+        return None, "sample predictions skipped: no variant has a delta against the baseline"
+    try:
+        samples = collect_samples(study, variants)
+    except (ImportError, FileNotFoundError, UserError, OSError, RuntimeError, KeyError) as error:
+        return None, f"sample predictions skipped: {type(error).__name__}: {error}"
+    note = (
+        f"sample predictions: seed {samples.seed}, baseline vs {', '.join(variants)} "
+        f"(lowest and highest macro {metric} delta)"
+    )
+    return samples_figure(samples), note

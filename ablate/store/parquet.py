@@ -1,0 +1,144 @@
+"""The results store: one Parquet file per (table, variant, seed), written atomically.
+
+Layout (see docs/ARCHITECTURE.md "Store"):
+
+    STUDY_DIR/results/<table>/variant=<variant>__seed=<seed>.parquet
+
+Each file is written to a hidden temporary name and then renamed, so a crash never leaves a
+half file and two runs never share one. The `runs` file of a (variant, seed) is written
+last: its presence is what marks the run complete. `pandas.read_parquet(STUDY_DIR/results/
+<table>)` reads a whole table; `ResultStore.read` does the same through any filesystem.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+from urllib.parse import quote, unquote
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from ablate.store.fs import StudyLocation, resolve_study
+
+TABLES = ("runs", "class_metrics", "image_metrics", "history", "pruning")
+RESULTS = "results"
+KEY_COLUMNS = ("study", "variant", "seed")
+FILE_PATTERN = re.compile(r"^variant=(?P<variant>.+)__seed=(?P<seed>-?\d+)\.parquet$")
+# Characters kept verbatim in file names; anything else (a '/' most of all) is %-escaped.
+SAFE_CHARACTERS = "=,+-_.@"
+
+
+def run_file_name(variant: str, seed: int) -> str:
+    """The file name of one run's rows in any table, e.g. `variant=norm=batch__seed=0.parquet`."""
+    return f"variant={quote(variant, safe=SAFE_CHARACTERS)}__seed={int(seed)}.parquet"
+
+
+def parse_run_file_name(name: str) -> tuple[str, int] | None:
+    """(variant, seed) of a run file name; None for anything else (temporary files)."""
+    match = FILE_PATTERN.match(name)
+    if match is None:
+        return None
+    return unquote(match["variant"]), int(match["seed"])
+
+
+def path_segment(variant: str) -> str:
+    """A variant name made safe for a folder name (checkpoints/<variant>/...)."""
+    return quote(variant, safe=SAFE_CHARACTERS)
+
+
+def _normalized_table(frame: pd.DataFrame) -> pa.Table:
+    """Arrow table with one type per column kind, so files of different runs concatenate.
+
+    A column that is None in every row (the `error` of a run that went well) would get
+    Arrow's null type and break reading the directory as one table; it becomes a string.
+    """
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    fields = []
+    for field in table.schema:
+        if pa.types.is_null(field.type) or pa.types.is_string(field.type):
+            fields.append(pa.field(field.name, pa.large_string()))
+        else:
+            fields.append(field)
+    return table.cast(pa.schema(fields, metadata=table.schema.metadata))
+
+
+class ResultStore:
+    """Read and write the Parquet tables of one study directory (path or URI).
+
+    Example:
+        >>> store = ResultStore("runs/quickstart", study="quickstart")
+        >>> store.write("class_metrics", "baseline", 0, frame)
+        >>> store.completed()
+        {('baseline', 0)}
+    """
+
+    def __init__(self, study_dir: str | Path | StudyLocation, study: str | None = None) -> None:
+        self.location = (
+            study_dir if isinstance(study_dir, StudyLocation) else resolve_study(study_dir)
+        )
+        self.study = study or self.location.root.rstrip("/").rsplit("/", 1)[-1]
+
+    @property
+    def fs(self) -> pafs.FileSystem:
+        return self.location.fs
+
+    def table_dir(self, table: str) -> str:
+        """The folder (inside the store's filesystem) of one table."""
+        if table not in TABLES:
+            raise ValueError(f"unknown table {table!r}; tables: {', '.join(TABLES)}")
+        return self.location.path(RESULTS, table)
+
+    def write(self, table: str, variant: str, seed: int, frame: pd.DataFrame) -> str:
+        """Write one run's rows of `table`, adding the study, variant and seed columns.
+
+        Returns the path written. The file appears complete or not at all.
+        """
+        frame = frame.copy()
+        for column in KEY_COLUMNS:
+            if column in frame.columns:
+                frame = frame.drop(columns=column)
+        keys = {"study": self.study, "variant": variant, "seed": int(seed)}
+        frame = pd.concat(
+            [
+                pd.DataFrame({k: [v] * len(frame) for k, v in keys.items()}, index=frame.index),
+                frame,
+            ],
+            axis=1,
+        )
+        buffer = io.BytesIO()
+        pq.write_table(_normalized_table(frame), buffer)
+        name = run_file_name(variant, seed)
+        self.location.write_bytes(buffer.getvalue(), RESULTS, table, name)
+        return self.location.path(RESULTS, table, name)
+
+    def run_files(self, table: str) -> dict[tuple[str, int], str]:
+        """(variant, seed) -> path of every finished file of `table`; temporary files excluded."""
+        selector = pafs.FileSelector(self.table_dir(table), allow_not_found=True)
+        files = {}
+        for info in self.fs.get_file_info(selector):
+            key = parse_run_file_name(info.base_name) if info.is_file else None
+            if key is not None:
+                files[key] = info.path
+        return files
+
+    def completed(self) -> set[tuple[str, int]]:
+        """The (variant, seed) pairs whose runs file exists, i.e. finished runs."""
+        return set(self.run_files("runs"))
+
+    def read(self, table: str) -> pd.DataFrame:
+        """The whole table as one DataFrame, sorted by variant and seed; empty when absent."""
+        files = self.run_files(table)
+        if not files:
+            return pd.DataFrame()
+        tables = [pq.read_table(files[key], filesystem=self.fs) for key in sorted(files)]
+        merged = pa.concat_tables(tables, promote_options="permissive")
+        return merged.to_pandas().reset_index(drop=True)
+
+    def delete_run(self, variant: str, seed: int) -> None:
+        """Remove every table's file of one run (the runs file first, so it reads unfinished)."""
+        for table in TABLES:
+            self.location.delete(RESULTS, table, run_file_name(variant, seed))

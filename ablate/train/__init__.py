@@ -1,0 +1,1 @@
+"""Training: losses, optimizers, the training loop, evaluation and metrics of one run."""

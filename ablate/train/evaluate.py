@@ -1,0 +1,216 @@
+"""Evaluation at the native mask resolution: confusion counts per image, validation loss.
+
+The network sees images at the training resolution; its logits are upsampled bilinearly to
+the native mask size before thresholding, so metrics never depend on the training size.
+Counts stay on the device while batches stream and reach the host once, at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import DataLoader
+
+from ablate.config import Precision, Task
+from ablate.train.device import DevicePlan, autocast_dtype, resolve_device
+from ablate.train.metrics import BINARY_CLASS, IMAGE_COLUMNS, confusion_counts, empty_image_metrics
+
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def native_logits(
+    model: nn.Module, images: torch.Tensor, size: Sequence[int], plan: DevicePlan
+) -> torch.Tensor:
+    """fp32 logits (B, C, H, W) at the native mask size `size` = (H, W)."""
+    with plan.autocast():
+        logits = model(images)  # (B, C, h, w) at the training resolution
+    logits = logits.float()
+    if tuple(logits.shape[-2:]) != tuple(size):
+        logits = F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
+    return logits
+
+
+def class_targets(mask: torch.Tensor, category: torch.Tensor, task: Task) -> torch.Tensor:
+    """Per-pixel labels: the 0/1 mask (binary) or 0 = background, 1 + category (multiclass)."""
+    if task == "binary":
+        return mask
+    return mask * (category.view(-1, 1, 1) + 1)  # (B, H, W)
+
+
+def batch_counts(logits: torch.Tensor, target: torch.Tensor, task: Task) -> torch.Tensor:
+    """Confusion counts (B, K, 4) of each image and foreground class, one-vs-rest.
+
+    Binary: K = 1, foreground where logit > 0 (sigmoid > 0.5). Multiclass: K = C - 1 classes
+    (background excluded), each pixel assigned its argmax class.
+    """
+    if task == "binary":
+        return confusion_counts(logits[:, 0] > 0, target.bool()).unsqueeze(1)  # (B, 1, 4)
+    batch, channels = logits.shape[:2]
+    classes = torch.arange(1, channels, device=logits.device).view(1, -1, 1, 1)
+    pred = logits.argmax(dim=1, keepdim=True) == classes  # (B, K, H, W)
+    true = target.unsqueeze(1) == classes  # (B, K, H, W)
+    counts = confusion_counts(pred.flatten(0, 1), true.flatten(0, 1))  # (B*K, 4)
+    return counts.view(batch, channels - 1, 4)
+
+
+def _batches(loader: DataLoader, plan: DevicePlan) -> Iterator[dict[str, torch.Tensor]]:
+    """Batches moved to the plan's device (index stays on the host for naming rows)."""
+    for batch in loader:
+        yield {
+            "image": plan.to_device(batch["image"], image=True),
+            "mask": plan.to_device(batch["mask"]),
+            "category": plan.to_device(batch["category"]),
+            "index": batch["index"],
+        }
+
+
+class _eval_mode:
+    """Switch a model to eval mode for a block and restore its previous mode after."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    def __enter__(self) -> None:
+        self.was_training = self.model.training
+        self.model.eval()
+
+    def __exit__(self, *exc: object) -> None:
+        self.model.train(self.was_training)
+
+
+def predict_counts(
+    model: nn.Module,
+    loader: DataLoader,
+    task: Task,
+    categories: Sequence[str],
+    device: str | torch.device | DevicePlan | None = None,
+    precision: Precision | torch.dtype | None = "auto",
+    *,
+    names: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """image_metrics rows of `model` on `loader`, counted at the native mask resolution.
+
+    Args:
+        model: the network (already on `device`).
+        loader: an evaluation loader (batches with image, mask at native size, category, index).
+        task: binary (one "foreground" row per image) or multiclass (one row per image and
+            class, class_name = the category name).
+        categories: the dataset's category names (data.categories).
+        device: device or DevicePlan; None picks CUDA when available, else CPU.
+        precision: auto, fp32, bf16 or an autocast dtype (ignored when device is a plan).
+        names: image ids (data.names) indexed by the batch's `index`; without them the
+            image column holds the index as text.
+
+    Returns:
+        A DataFrame with columns image, category, class_name, tp, fp, fn, tn.
+
+    Example:
+        >>> rows = predict_counts(model, test_loader, "binary", data.categories, "cpu",
+        ...                       names=data.names)
+    """
+    plan = _as_plan(device, precision)
+    per_batch: list[torch.Tensor] = []
+    indices: list[torch.Tensor] = []
+    categories_seen: list[torch.Tensor] = []
+    with _eval_mode(model), torch.inference_mode():
+        for batch in _batches(loader, plan):
+            logits = native_logits(model, batch["image"], batch["mask"].shape[-2:], plan)
+            target = class_targets(batch["mask"], batch["category"], task)
+            per_batch.append(batch_counts(logits, target, task))
+            indices.append(batch["index"])
+            categories_seen.append(batch["category"])
+    if not per_batch:
+        return empty_image_metrics()
+    counts = torch.cat(per_batch).cpu().numpy()  # the one host transfer: (N, K, 4)
+    index = torch.cat(indices).cpu().numpy()
+    category = torch.cat(categories_seen).cpu().numpy()
+    return _rows(counts, index, category, task, categories, names)
+
+
+def _rows(
+    counts: np.ndarray,
+    index: np.ndarray,
+    category: np.ndarray,
+    task: Task,
+    categories: Sequence[str],
+    names: Sequence[str] | None,
+) -> pd.DataFrame:
+    """Flatten (N, K, 4) counts into one row per image and class."""
+    images, classes = counts.shape[:2]
+    class_names = [BINARY_CLASS] if task == "binary" else list(categories)[:classes]
+    image_ids = [names[i] for i in index] if names is not None else [str(i) for i in index]
+    frame = pd.DataFrame(
+        {
+            "image": [image_ids[n] for n in range(images) for _ in range(classes)],
+            "category": [categories[category[n]] for n in range(images) for _ in range(classes)],
+            "class_name": class_names * images,
+        }
+    )
+    flat = counts.reshape(images * classes, 4)
+    for column, values in zip(("tp", "fp", "fn", "tn"), flat.T, strict=True):
+        frame[column] = values.astype("int64")
+    return frame[IMAGE_COLUMNS]
+
+
+def evaluate_loss(
+    model: nn.Module,
+    loader: DataLoader,
+    loss_fn: Loss,
+    task: Task,
+    num_categories: int,
+    plan: DevicePlan,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean loss and macro Dice of `model` on `loader`, both as 0-d tensors on the device.
+
+    The loss is taken on logits upsampled to the native mask size (what the metrics see).
+    The Dice is the mean over categories (binary) or classes (multiclass) present in the
+    loader, each from counts summed over its images. Nothing syncs with the host, so the
+    caller decides when to read the numbers.
+    """
+    total_loss = torch.zeros((), device=plan.device)
+    seen = torch.zeros((), device=plan.device)
+    groups = num_categories
+    sums = torch.zeros(groups, 4, dtype=torch.int64, device=plan.device)  # per category or class
+    present = torch.zeros(groups, dtype=torch.bool, device=plan.device)
+    with _eval_mode(model), torch.inference_mode():
+        for batch in _batches(loader, plan):
+            logits = native_logits(model, batch["image"], batch["mask"].shape[-2:], plan)
+            target = class_targets(batch["mask"], batch["category"], task)
+            loss_target = target.unsqueeze(1).float() if task == "binary" else target
+            size = batch["image"].shape[0]
+            total_loss += loss_fn(logits, loss_target).float() * size
+            seen += size
+            counts = batch_counts(logits, target, task)  # (B, K, 4)
+            if task == "binary":
+                sums.index_add_(0, batch["category"], counts[:, 0])
+                present[batch["category"]] = True
+            else:
+                sums += counts.sum(dim=0)
+                present[batch["category"]] = True
+    tp, fp, fn = sums[:, 0].double(), sums[:, 1].double(), sums[:, 2].double()
+    denominator = 2 * tp + fp + fn
+    dice = torch.where(denominator > 0, 2 * tp / denominator.clamp(min=1), torch.ones_like(tp))
+    macro_dice = (dice * present).sum() / present.sum().clamp(min=1)
+    return total_loss / seen.clamp(min=1), macro_dice.float()
+
+
+def _as_plan(
+    device: str | torch.device | DevicePlan | None, precision: Precision | torch.dtype | None
+) -> DevicePlan:
+    """A DevicePlan for evaluation from a device (or plan) and a precision."""
+    if isinstance(device, DevicePlan):
+        return device
+    resolved = resolve_device(device)
+    cuda = resolved.type == "cuda"
+    return DevicePlan(
+        device=resolved,
+        autocast_dtype=autocast_dtype(precision, resolved),
+        channels_last=cuda,
+        pin_memory=cuda,
+        non_blocking=cuda,
+    )

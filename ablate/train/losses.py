@@ -1,0 +1,177 @@
+"""Segmentation losses for binary and multiclass logits, and weighted sums of them.
+
+Shapes (the contract of docs/ARCHITECTURE.md):
+    binary:     logits (B, 1, h, w); target float (B, 1, h, w) in {0, 1} ((B, h, w) accepted)
+    multiclass: logits (B, C, h, w); target int64 (B, h, w) in [0, C)
+
+Region losses (dice, jaccard, tversky) are "batch soft" losses: probabilities and one-hot
+targets are summed over the whole batch and all pixels per class, with smoothing 1.0, then
+averaged over classes (binary: the foreground only; multiclass: every class, background
+included). All loss math runs in float32, also under bf16 autocast.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+
+from ablate.config import Task
+from ablate.errors import UserError
+from ablate.registry import Registry
+
+LossFn = Callable[[torch.Tensor, torch.Tensor, Task], torch.Tensor]
+
+LOSSES: Registry[LossFn] = Registry("loss")
+
+SMOOTH = 1.0
+FOCAL_GAMMA = 2.0
+FOCAL_ALPHA = 0.25  # binary only: weight of the foreground term, 1 - alpha for background
+TVERSKY_ALPHA = 0.3  # weight of false positives
+TVERSKY_BETA = 0.7  # weight of false negatives: missing tissue costs more than extra tissue
+
+_TERM = re.compile(r"^\s*(?:(\d*\.?\d+)\s*\*\s*)?([a-z_]+)\s*$")
+
+
+def _prepared(
+    logits: torch.Tensor, target: torch.Tensor, task: Task
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float32 probabilities and a same-shaped float32 target (one-hot for multiclass)."""
+    logits = logits.float()
+    if task == "binary":
+        target = _binary_target(logits, target)
+        return torch.sigmoid(logits), target
+    probs = torch.softmax(logits, dim=1)  # (B, C, h, w)
+    one_hot = F.one_hot(target.long(), logits.shape[1]).permute(0, 3, 1, 2).float()
+    return probs, one_hot
+
+
+def _binary_target(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    if target.dim() == logits.dim() - 1:
+        target = target.unsqueeze(1)  # (B, h, w) -> (B, 1, h, w)
+    if target.shape != logits.shape:
+        raise ValueError(
+            f"binary target shape {tuple(target.shape)} != logits {tuple(logits.shape)}"
+        )
+    return target.float()
+
+
+def _soft_counts(
+    logits: torch.Tensor, target: torch.Tensor, task: Task
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Soft tp, fp, fn per class, each (C,), summed over batch and pixels."""
+    probs, truth = _prepared(logits, target, task)
+    dims = (0, 2, 3)
+    tp = (probs * truth).sum(dims)
+    fp = (probs * (1 - truth)).sum(dims)
+    fn = ((1 - probs) * truth).sum(dims)
+    return tp, fp, fn
+
+
+def _tversky_loss(
+    logits: torch.Tensor, target: torch.Tensor, task: Task, alpha: float, beta: float
+) -> torch.Tensor:
+    # Jaccard is alpha = beta = 1; Dice has its own smoothing, (2 tp + 1) / (2 tp + fp + fn + 1).
+    tp, fp, fn = _soft_counts(logits, target, task)
+    index = (tp + SMOOTH) / (tp + alpha * fp + beta * fn + SMOOTH)
+    return 1 - index.mean()
+
+
+@LOSSES.register("dice")
+def dice_loss(logits: torch.Tensor, target: torch.Tensor, task: Task) -> torch.Tensor:
+    """1 - soft Dice, (2 tp + 1) / (2 tp + fp + fn + 1) over the batch."""
+    tp, fp, fn = _soft_counts(logits, target, task)
+    dice = (2 * tp + SMOOTH) / (2 * tp + fp + fn + SMOOTH)
+    return 1 - dice.mean()
+
+
+@LOSSES.register("jaccard")
+def jaccard_loss(logits: torch.Tensor, target: torch.Tensor, task: Task) -> torch.Tensor:
+    """1 - soft IoU, (tp + 1) / (tp + fp + fn + 1) over the batch."""
+    return _tversky_loss(logits, target, task, alpha=1.0, beta=1.0)
+
+
+@LOSSES.register("tversky")
+def tversky_loss(logits: torch.Tensor, target: torch.Tensor, task: Task) -> torch.Tensor:
+    """1 - Tversky index, (tp + 1) / (tp + 0.3 fp + 0.7 fn + 1) over the batch."""
+    return _tversky_loss(logits, target, task, alpha=TVERSKY_ALPHA, beta=TVERSKY_BETA)
+
+
+@LOSSES.register("bce")
+def bce_loss(logits: torch.Tensor, target: torch.Tensor, task: Task) -> torch.Tensor:
+    """Pixel-mean binary cross-entropy on logits; cross-entropy for multiclass."""
+    logits = logits.float()
+    if task == "binary":
+        return F.binary_cross_entropy_with_logits(logits, _binary_target(logits, target))
+    return F.cross_entropy(logits, target.long())
+
+
+@LOSSES.register("focal")
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, task: Task) -> torch.Tensor:
+    """Pixel-mean focal loss, gamma 2; binary weights foreground by alpha 0.25 (RetinaNet),
+    multiclass uses the softmax probability of the true class and no alpha."""
+    logits = logits.float()
+    if task == "binary":
+        truth = _binary_target(logits, target)
+        ce = F.binary_cross_entropy_with_logits(logits, truth, reduction="none")
+        prob = torch.sigmoid(logits)
+        p_true = prob * truth + (1 - prob) * (1 - truth)
+        alpha = FOCAL_ALPHA * truth + (1 - FOCAL_ALPHA) * (1 - truth)
+        return (alpha * (1 - p_true) ** FOCAL_GAMMA * ce).mean()
+    log_p = F.log_softmax(logits, dim=1).gather(1, target.long().unsqueeze(1))  # (B, 1, h, w)
+    return (-((1 - log_p.exp()) ** FOCAL_GAMMA) * log_p).mean()
+
+
+@dataclass(frozen=True)
+class WeightedLoss:
+    """A weighted sum of registered losses, bound to a task; call it like a loss function.
+
+    Attributes:
+        terms: (weight, loss name) pairs in the order of the spec.
+        task: "binary" or "multiclass".
+    """
+
+    terms: tuple[tuple[float, str], ...]
+    task: Task
+
+    def __call__(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        total = logits.new_zeros((), dtype=torch.float32)
+        for weight, name in self.terms:
+            total = total + weight * LOSSES.get(name)(logits, target, self.task)
+        return total
+
+
+def parse_loss(spec: str) -> tuple[tuple[float, str], ...]:
+    """(weight, name) pairs of "dice", "bce+dice" or "0.7*dice+0.3*jaccard" (weights default 1).
+
+    Raises:
+        UserError: a malformed spec or an unknown loss name (naming the valid ones).
+    """
+    terms = []
+    for part in spec.split("+"):
+        match = _TERM.match(part)
+        if match is None:
+            raise UserError(
+                f"train.loss: {spec!r} is not a loss name or a weighted sum "
+                "like 0.7*dice+0.3*jaccard"
+            )
+        weight, name = match.groups()
+        if name not in LOSSES:
+            valid = ", ".join(LOSSES.names())
+            raise UserError(f"train.loss: unknown loss {name!r}; valid: {valid}")
+        terms.append((1.0 if weight is None else float(weight), name))
+    return tuple(terms)
+
+
+def build_loss(spec: str, task: Task) -> WeightedLoss:
+    """The loss `train.loss` names, as a callable (logits, target) -> scalar float32 tensor.
+
+    Example:
+        >>> loss = build_loss("0.7*dice+0.3*jaccard", "binary")
+        >>> loss(torch.zeros(2, 1, 8, 8), torch.ones(2, 1, 8, 8)).shape
+        torch.Size([])
+    """
+    return WeightedLoss(terms=parse_loss(spec), task=task)

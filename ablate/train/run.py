@@ -1,0 +1,230 @@
+"""One run: one configuration, one seed, from the split to per-category test metrics.
+
+`execute_run` is what a Ray trial (and `ablate train`) calls for each seed. It never raises
+for problems of the run itself: an exception becomes status "failed" with its message, a
+NaN/inf loss becomes "diverged", so one broken variant cannot stop a study.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from ablate.config import RunConfig
+from ablate.data.ebhi import SegmentationData
+from ablate.data.loader import build_eval_loader, build_train_loader, channel_stats
+from ablate.data.split import Split, split_indices
+from ablate.models.unet import build_model
+from ablate.train.device import DevicePlan, plan_device, seed_everything
+from ablate.train.evaluate import predict_counts
+from ablate.train.loop import HISTORY_COLUMNS, fit
+from ablate.train.losses import build_loss
+from ablate.train.metrics import class_metrics, empty_class_metrics, empty_image_metrics
+from ablate.train.optim import build_optimizer, build_schedule
+from ablate.train.tensorboard import log_overlays, open_writer
+
+MAX_AUTO_WORKERS = 4
+
+
+@dataclass
+class RunOutputs:
+    """Where a run writes its files (local paths)."""
+
+    checkpoint_dir: Path
+    """initial.pt (before training) and best.pt (the evaluated weights): state_dicts."""
+    tensorboard_dir: Path
+
+
+@dataclass
+class RunResult:
+    """Everything one run produced; the store turns it into Parquet rows."""
+
+    status: str
+    """"ok", "failed" or "diverged"."""
+    error: str | None
+    """"ExceptionType: message" for failed runs, a short reason for diverged ones."""
+    epochs: int
+    best_epoch: int | None
+    duration_s: float
+    device: str
+    history: pd.DataFrame
+    """epoch, train_loss, val_loss, val_dice, lr, seconds."""
+    image_metrics: pd.DataFrame
+    """image, category, class_name, tp, fp, fn, tn (empty unless status is "ok")."""
+    class_metrics: pd.DataFrame
+    """category, tp, fp, fn, tn, dice, iou, precision, recall, accuracy, conformity."""
+    early_stopping_split: str = "val"
+    """Split early stopping watched: "val", "test" (val_fraction 0: test numbers are
+    optimistic) or "none" (patience None: every epoch trained, last weights kept)."""
+    extras: dict[str, Any] = field(default_factory=dict)
+    """Sizes of the split and the worker count, for the log."""
+
+
+def worker_count(configured: int | None, cpus: float) -> int:
+    """DataLoader workers: `train.num_workers` if set, else one per spare CPU (at most 4).
+
+    With a single CPU the main process loads the data itself (0 workers): a worker process
+    would only compete with the training thread for the same core.
+    """
+    if configured is not None:
+        return configured
+    cpus = int(cpus)
+    return 0 if cpus <= 1 else min(cpus - 1, MAX_AUTO_WORKERS)
+
+
+def early_stopping_split(config: RunConfig) -> str:
+    """Which split early stopping watches under `config` (see RunResult)."""
+    if config.train.patience is None:
+        return "none"
+    return "test" if config.protocol.early_stops_on_test else "val"
+
+
+def run_split(config: RunConfig, data: SegmentationData, seed: int) -> Split:
+    """The split of `seed`: depends on the data, the seed and the protocol only, never on the
+    model or the recipe, so every variant of a study sees the same images for a seed."""
+    protocol = config.protocol
+    return split_indices(data.category_ids, seed, protocol.test_fraction, protocol.val_fraction)
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A state_dict on the CPU, loadable anywhere with torch.load(weights_only=True)."""
+    return {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
+
+
+def execute_run(
+    config: RunConfig,
+    data: SegmentationData,
+    seed: int,
+    outputs: RunOutputs | None = None,
+    cpus: float = 1,
+    device: str | torch.device | None = None,
+) -> RunResult:
+    """Train and evaluate one configuration for one seed.
+
+    Args:
+        config: the run's configuration.
+        data: the decoded dataset (shared by all runs of a study).
+        seed: fixes the split, the initial weights and the augmentation stream.
+        outputs: where to write checkpoints and TensorBoard events; None writes nothing.
+        cpus: CPUs of this run (threads, DataLoader workers).
+        device: None picks CUDA when available, else CPU.
+
+    Returns:
+        RunResult; status "ok", "failed" (an exception, message in `error`) or "diverged".
+
+    Example:
+        >>> result = execute_run(grid.run_config(), load_data(grid.data), seed=0)
+        >>> result.class_metrics[["category", "dice"]]
+    """
+    started = time.perf_counter()
+    plan = plan_device(config.train, device)
+    history: list[dict[str, Any]] = []
+    result = RunResult(
+        status="failed",
+        error=None,
+        epochs=0,
+        best_epoch=None,
+        duration_s=0.0,
+        device=plan.device.type,
+        history=pd.DataFrame(columns=HISTORY_COLUMNS),
+        image_metrics=empty_image_metrics(),
+        class_metrics=empty_class_metrics(),
+        early_stopping_split=early_stopping_split(config),
+    )
+    try:
+        result.device = plan.describe()
+        _train_and_evaluate(config, data, seed, outputs, cpus, plan, history, result)
+    except Exception as error:  # a broken run must not stop the study
+        result.status = "failed"
+        result.error = f"{type(error).__name__}: {error}"
+        result.extras["traceback"] = traceback.format_exc()
+    result.history = pd.DataFrame(history, columns=HISTORY_COLUMNS)
+    result.duration_s = time.perf_counter() - started
+    return result
+
+
+def _train_and_evaluate(
+    config: RunConfig,
+    data: SegmentationData,
+    seed: int,
+    outputs: RunOutputs | None,
+    cpus: float,
+    plan: DevicePlan,
+    history: list[dict[str, Any]],
+    result: RunResult,
+) -> None:
+    """The body of `execute_run`; fills `result` and `history` in place."""
+    task = config.protocol.task
+    seed_everything(seed, cpus=int(max(1, cpus)), device=plan.device)
+    split = run_split(config, data, seed)
+    workers = worker_count(config.train.num_workers, cpus)
+    stats = channel_stats(data.images[split.train]) if config.augment.normalize else None
+    train_loader = build_train_loader(
+        data, split.train, config.augment, config.train, seed, workers, plan.pin_memory, stats
+    )
+    test_loader = build_eval_loader(data, split.test, config.train, workers, plan.pin_memory, stats)
+    val_loader = (
+        build_eval_loader(data, split.val, config.train, workers, plan.pin_memory, stats)
+        if len(split.val)
+        else None
+    )
+    result.extras.update(
+        train=len(split.train), val=len(split.val), test=len(split.test), workers=workers
+    )
+
+    # Initial weights depend on the seed and the architecture only.
+    torch.manual_seed(seed)
+    out_channels = 1 if task == "binary" else 1 + len(data.categories)
+    model = build_model(config.model, out_channels)
+    if outputs is not None:
+        outputs.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        torch.save(_cpu_state(model), outputs.checkpoint_dir / "initial.pt")
+    model = model.to(plan.device)
+    if plan.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    network = torch.compile(model) if config.train.compile else model
+
+    optimizer = build_optimizer(model.parameters(), config.train)
+    schedule = build_schedule(optimizer, config.train)
+    loss_fn = build_loss(config.train.loss, task)
+    writer = open_writer(outputs.tensorboard_dir) if outputs is not None else None
+    try:
+        fitted = fit(
+            network,
+            train_loader,
+            val_loader if val_loader is not None else test_loader,
+            loss_fn,
+            optimizer,
+            schedule,
+            train=config.train,
+            task=task,
+            num_categories=len(data.categories),
+            plan=plan,
+            writer=writer,
+            history=history,
+        )
+        result.epochs, result.best_epoch = fitted.epochs, fitted.best_epoch
+        if fitted.status == "diverged":
+            result.status = "diverged"
+            result.error = f"non-finite loss in epoch {fitted.epochs}"
+            return
+        if outputs is not None:
+            torch.save(_cpu_state(model), outputs.checkpoint_dir / "best.pt")
+        image_metrics = predict_counts(
+            network, test_loader, task, data.categories, plan, names=data.names
+        )
+        result.image_metrics = image_metrics
+        result.class_metrics = class_metrics(image_metrics, data.categories, task)
+        result.status = "ok"
+        if writer is not None:
+            log_overlays(writer, network, test_loader, task, plan, step=fitted.epochs)
+    finally:
+        if writer is not None:
+            writer.close()

@@ -1,0 +1,76 @@
+"""Fixtures of the engine tests: tiny grids on the shared synthetic dataset, one finished study.
+
+Every study here is 32 px, widths [4, 8, 16], one epoch, so a run costs well under a second
+and the time goes to Ray's trial start-up; the finished study is computed once per module
+that asks for it and copied by the tests that change it.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+TINY_GRID: dict[str, Any] = {
+    "study": "tiny",
+    "protocol": {"seeds": 2, "test_fraction": 0.25, "val_fraction": 0.15},
+    "baseline": {
+        "model": {"widths": [4, 8, 16], "norm": "batch-double"},
+        "train": {
+            "image_size": 32,
+            "epochs": 1,
+            "batch_size": 8,
+            "patience": None,
+            "num_workers": 0,
+        },
+        "augment": {"ops": {"hflip": 0.5}},
+    },
+    "ablations": {"swap": {"norm": ["none"]}},
+    "resources": {"cpu": 1, "gpu": 0, "max_failures": 2},
+}
+
+
+def write_grid(folder: Path, data_root: Path, name: str = "grid.yaml", **changes: Any) -> Path:
+    """Write TINY_GRID on `data_root` with top-level sections replaced or deep-updated.
+
+    `changes` maps a dotted key ("protocol.seeds", "baseline.train.lr") to its value; the
+    value None removes the key.
+    """
+    grid = copy.deepcopy(TINY_GRID)
+    grid["data"] = {"root": str(data_root)}
+    for dotted, value in changes.items():
+        *parents, leaf = dotted.replace("__", ".").split(".")
+        node = grid
+        for key in parents:
+            node = node.setdefault(key, {})
+        if value is None:
+            node.pop(leaf, None)
+        else:
+            node[leaf] = value
+    path = folder / name
+    path.write_text(yaml.safe_dump(grid, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def grid_writer() -> Callable[..., Path]:
+    """`write_grid` for the tests (test modules cannot import conftest under importlib)."""
+    return write_grid
+
+
+@pytest.fixture(scope="module")
+def finished_study(
+    tmp_path_factory: pytest.TempPathFactory, synthetic_root: Path, ray_session: object
+) -> tuple[Path, Path]:
+    """(grid path, study dir) of the tiny study (2 variants x 2 seeds), run once."""
+    from ablate.engine.commands import run_command
+
+    folder = tmp_path_factory.mktemp("study")
+    grid = write_grid(folder, synthetic_root)
+    study = folder / "out"
+    run_command(str(grid), out=str(study))
+    return grid, study

@@ -1,0 +1,128 @@
+"""Faults survived by `ablate run`: killed workers, a killed driver, locks, bad study dirs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ablate.cli import main
+from ablate.engine.commands import CRASH_FLAG_ENV, run_command
+from ablate.engine.lock import LOCK_NAME, LockOwner, StudyLock
+from ablate.errors import UserError
+from ablate.store import resolve_study
+
+TABLES = ("runs", "class_metrics", "image_metrics", "history")
+
+
+def _assert_each_run_once(study: Path, pairs: set[tuple[str, int]]) -> None:
+    for table in TABLES:
+        frame = pd.read_parquet(study / "results" / table)
+        keys = frame.drop_duplicates(
+            ["variant", "seed", *(["epoch"] if table == "history" else [])]
+        )
+        assert len(keys) == len(frame), f"{table} has duplicated rows"
+        assert set(zip(frame["variant"], frame["seed"], strict=True)) == pairs, table
+
+
+def test_lock_refuses_a_second_run_and_takes_over_a_dead_one(tmp_path: Path) -> None:
+    location = resolve_study(tmp_path)
+    in_use = rf"in use by another `ablate run` \(pid {os.getpid()}"
+    with StudyLock(location), pytest.raises(UserError, match=in_use):
+        StudyLock(location).acquire()
+    assert not (tmp_path / LOCK_NAME).exists()
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead = LockOwner(pid=int(finished.stdout), host=LockOwner.me().host, started_at="earlier")
+    (tmp_path / LOCK_NAME).write_text(dead.to_json())
+    with StudyLock(location) as lock:
+        assert LockOwner.from_json((tmp_path / LOCK_NAME).read_text()) == lock.owner
+
+
+def test_run_on_a_locked_study_is_refused(
+    grid_writer: Callable[..., Path], tmp_path: Path, synthetic_root: Path
+) -> None:
+    grid = grid_writer(tmp_path, synthetic_root)
+    study = tmp_path / "out"
+    with StudyLock(resolve_study(study)), pytest.raises(UserError, match="in use"):
+        run_command(str(grid), out=str(study))
+    assert not (study / "results").exists()
+
+
+def test_unwritable_study_dir_exits_2_before_training(
+    grid_writer: Callable[..., Path],
+    tmp_path: Path,
+    synthetic_root: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    grid = grid_writer(tmp_path, synthetic_root)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    assert main(["run", str(grid), "--out", str(blocker / "study")]) == 2
+    captured = capsys.readouterr()
+    assert "cannot be written" in captured.err and "Traceback" not in captured.err
+    assert "ray:" not in captured.out
+
+
+@pytest.mark.ray
+def test_killed_worker_is_retried_without_duplicates(
+    grid_writer: Callable[..., Path],
+    tmp_path: Path,
+    synthetic_root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    ray_session: object,
+) -> None:
+    grid = grid_writer(tmp_path, synthetic_root, ablations=None, **{"protocol.seeds": [0, 1, 2]})
+    flag = tmp_path / "crash-once"
+    flag.write_text("")
+    monkeypatch.setenv(CRASH_FLAG_ENV, str(flag))
+    run_command(str(grid), out=str(tmp_path / "out"))
+    assert not flag.exists()  # the hook fired: a worker was SIGKILLed mid-seed
+    assert "retrying" in capsys.readouterr().out
+    study = tmp_path / "out"
+    _assert_each_run_once(study, {("baseline", s) for s in (0, 1, 2)})
+    runs = pd.read_parquet(study / "results" / "runs").set_index("seed")
+    # Seed 0 finished before the kill and was kept: it ended before the retried seed began.
+    assert runs.loc[0, "finished_at"] < runs.loc[1, "started_at"]
+    assert (runs["status"] == "ok").all()
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_killed_command_then_rerun_completes_the_study(
+    grid_writer: Callable[..., Path], tmp_path: Path, synthetic_root: Path, ray_session: object
+) -> None:
+    grid = grid_writer(tmp_path, synthetic_root, **{"protocol.seeds": [0, 1, 2]})
+    study = tmp_path / "out"
+    runs = study / "results" / "runs"
+    command = [sys.executable, "-m", "ablate.cli", "run", str(grid), "--out", str(study)]
+    child = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not (runs.is_dir() and any(runs.glob("variant=*"))):
+            assert child.poll() is None and time.monotonic() < deadline, "no run finished"
+            time.sleep(0.2)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    finally:
+        if child.poll() is None:
+            child.kill()
+    finished = len(list(runs.glob("variant=*")))
+    assert finished < 6, "the study finished before the kill; nothing was tested"
+    assert (study / LOCK_NAME).exists()  # left behind by the killed run, taken over below
+    run_command(str(grid), out=str(study))
+    _assert_each_run_once(study, {(v, s) for v in ("baseline", "norm=none") for s in (0, 1, 2)})

@@ -1,0 +1,138 @@
+"""`ablate run` end to end on a real local Ray: files, tables, resume rules."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ablate.engine.commands import run_command
+from ablate.errors import UserError
+from ablate.store import ResultStore
+
+pytestmark = pytest.mark.ray
+
+VARIANTS = {"baseline", "norm=none"}
+TABLES = ("runs", "class_metrics", "image_metrics", "history")
+
+
+def _mtimes(study: Path) -> dict[str, float]:
+    return {
+        str(p.relative_to(study)): p.stat().st_mtime_ns
+        for p in (study / "results").rglob("*.parquet")
+    }
+
+
+def test_every_run_is_stored_where_the_contract_says(finished_study: tuple[Path, Path]) -> None:
+    _, study = finished_study
+    runs = pd.read_parquet(study / "results" / "runs")
+    assert len(runs) == 2 * 2
+    assert set(runs["variant"]) == VARIANTS and set(runs["seed"]) == {0, 1}
+    assert (runs["status"] == "ok").all(), runs[["variant", "seed", "error"]]
+    for column in (
+        "study",
+        "error",
+        "epochs",
+        "best_epoch",
+        "duration_s",
+        "node",
+        "hostname",
+        "device",
+        "torch_version",
+        "ray_version",
+        "config",
+        "started_at",
+        "finished_at",
+        "early_stopping_split",
+    ):
+        assert column in runs.columns, column
+    assert runs["node"].str.len().gt(0).all()  # the Ray node id of the worker
+    assert (runs["study"] == "tiny").all()
+    categories = len(pd.read_json(study / "dataset.json", typ="series")["categories"])
+    class_metrics = pd.read_parquet(study / "results" / "class_metrics")
+    assert categories == 6 and len(class_metrics) == len(runs) * categories
+    assert class_metrics["dice"].between(0, 1).all()
+    for table in TABLES:
+        frame = pd.read_parquet(study / "results" / table)
+        assert frame.groupby(["variant", "seed"]).ngroups == 4, table
+    for variant in VARIANTS:
+        for seed in (0, 1):
+            checkpoints = study / "checkpoints" / variant / f"seed={seed}"
+            assert (checkpoints / "initial.pt").is_file() and (checkpoints / "best.pt").is_file()
+            assert any((study / "tensorboard" / variant / f"seed={seed}").rglob("*"))
+    assert (study / "grid.yaml").is_file()
+    assert not (study / "study.lock").exists()
+    assert (study / "summary").is_dir()
+
+
+def test_rerun_recomputes_nothing(
+    finished_study: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    grid, study = finished_study
+    before = _mtimes(study)
+    capsys.readouterr()
+    run_command(str(grid), out=str(study))
+    out = capsys.readouterr().out
+    assert "skipping 4 finished run(s); 0 to run" in out
+    assert "ray:" not in out  # nothing to train: Tune never started
+    assert _mtimes(study) == before
+
+
+def test_added_seed_runs_only_the_new_pairs(
+    grid_writer: Callable[..., Path],
+    finished_study: tuple[Path, Path],
+    tmp_path: Path,
+    synthetic_root: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _, original = finished_study
+    study = tmp_path / "out"
+    shutil.copytree(original, study)
+    before = _mtimes(study)
+    grid = grid_writer(tmp_path, synthetic_root, **{"protocol.seeds": [0, 1, 2]})
+    capsys.readouterr()
+    run_command(str(grid), out=str(study), resume=True)
+    assert "skipping 4 finished run(s); 2 to run" in capsys.readouterr().out
+    after = _mtimes(study)
+    assert all(after[name] == stamp for name, stamp in before.items())
+    runs = ResultStore(study).read("runs")
+    assert sorted(zip(runs["variant"], runs["seed"], strict=True)) == sorted(
+        (v, s) for v in VARIANTS for s in (0, 1, 2)
+    )
+
+
+def test_changed_grid_is_refused_naming_the_key(
+    grid_writer: Callable[..., Path],
+    finished_study: tuple[Path, Path],
+    tmp_path: Path,
+    synthetic_root: Path,
+) -> None:
+    _, study = finished_study
+    before = _mtimes(study)
+    grid = grid_writer(tmp_path, synthetic_root, **{"baseline.train.lr": 0.5})
+    with pytest.raises(UserError, match=r"baseline\.train\.lr"):
+        run_command(str(grid), out=str(study))
+    removed = grid_writer(tmp_path, synthetic_root, name="fewer.yaml", **{"protocol.seeds": [0]})
+    with pytest.raises(UserError, match=r"protocol\.seeds"):
+        run_command(str(removed), out=str(study))
+    assert _mtimes(study) == before
+
+
+def test_diverged_variant_is_recorded_and_others_finish(
+    grid_writer: Callable[..., Path], tmp_path: Path, synthetic_root: Path, ray_session: object
+) -> None:
+    grid = grid_writer(
+        tmp_path,
+        synthetic_root,
+        **{
+            "protocol.seeds": [0],
+            "ablations": {"variants": {"huge-lr": {"lr": 1.0e6, "norm": "none"}}},
+        },
+    )
+    run_command(str(grid), out=str(tmp_path / "out"))
+    runs = ResultStore(tmp_path / "out").read("runs").set_index("variant")
+    assert runs.loc["baseline", "status"] == "ok"
+    assert runs.loc["huge-lr", "status"] == "diverged", runs.loc["huge-lr", "error"]

@@ -1,0 +1,69 @@
+"""`ablate prune` through the real CLI: bad input exits 2, a good call writes the tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ablate.cli import main
+from ablate.prune.analysis import PRUNING, PruneStore
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--methods", "l3_magic"], "valid: l1_unstructured"),
+        (["--scope", "everything"], "valid: global, modules, groups, layers"),
+        (["--amounts", "0.5,1.5"], "outside [0, 1]"),
+        (["--amounts", "-0.1"], "outside [0, 1]"),
+        (["--variants", "nope"], "valid: baseline"),
+    ],
+)
+def test_bad_options_exit_2(
+    study_dir: Path, extra: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["prune", str(study_dir), *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert not (study_dir / "results" / PRUNING).exists()
+
+
+def test_missing_study_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nowhere"
+    assert main(["prune", str(missing)]) == 2
+    assert str(missing) in capsys.readouterr().err
+
+
+def test_study_without_runs_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["prune", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert str(tmp_path) in error and "no completed runs" in error
+
+
+def test_bad_grid_pruning_section_exits_2(
+    study_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (study_dir / "grid.yaml").write_text("study: tiny\npruning:\n  methods: [l9]\n")
+    assert main(["prune", str(study_dir)]) == 2
+    assert "grid.yaml: pruning" in capsys.readouterr().err
+
+
+@pytest.mark.ray
+def test_prune_on_ray_uses_grid_defaults_and_cli_overrides(
+    study_dir: Path, ray_session: object, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (study_dir / "grid.yaml").write_text(
+        "study: tiny\npruning:\n  methods: [random_structured]\n  scopes: [groups]\n"
+        "  amounts: [0.25]\n"
+    )
+    code = main(["prune", str(study_dir), "--scope", "global", "--amounts", "0.3,0.6"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "largest macro Dice drops" in out and "random_structured" in out
+    table = PruneStore(study_dir).read(PRUNING)
+    pruned = table[table["method"] != "none"]
+    assert set(pruned["method"]) == {"random_structured"}  # from grid.yaml
+    assert set(pruned["scope"]) == {"global"}  # CLI overrides grid.yaml
+    assert sorted(set(pruned["amount"])) == [0.3, 0.6]
+    assert sorted(set(table["seed"])) == [0, 1]
+    assert (study_dir / "summary" / "pruning" / "amount_dice_baseline.png").is_file()

@@ -1,0 +1,63 @@
+"""Package-level smoke tests: every module imports, the CLI answers, pyproject is honest."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import ablate
+from ablate.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _module_names() -> list[str]:
+    return sorted(
+        info.name for info in pkgutil.walk_packages(ablate.__path__, prefix="ablate.")
+    )
+
+
+@pytest.mark.parametrize("name", _module_names())
+def test_every_module_imports(name: str) -> None:
+    importlib.import_module(name)
+
+
+def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    assert "summarize" in capsys.readouterr().out
+
+
+def test_unknown_subcommand_is_bad_input() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ablate.cli", "frobnicate"], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert "frobnicate" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_torch_range_admits_the_local_cpu_build() -> None:
+    """The install commands pin torch==2.13.0; the declared range must admit it."""
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    torch_requirement = next(
+        Requirement(dep) for dep in project["dependencies"] if dep.startswith("torch")
+    )
+    assert torch_requirement.specifier.contains("2.13.0")
+
+
+def test_readme_starts_with_the_two_commands() -> None:
+    """CI runs .ci/run; it must run the README's test command, so CI proves the README."""
+    readme = (REPO / "README.md").read_text()
+    commands = [line for line in readme.splitlines() if line.startswith("pip install")]
+    assert commands[0].endswith("ablate run grids/quickstart.yaml")
+    assert commands[1] in (REPO / ".ci" / "run").read_text()

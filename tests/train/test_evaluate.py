@@ -1,0 +1,91 @@
+"""Evaluation upsamples logits to the native mask size and counts per image and class.
+
+The networks here are fixed logit maps (a real nn.Module with no weights to learn), so the
+expected counts can be worked out by hand.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from ablate.config import TrainConfig
+from ablate.train.device import plan_device
+from ablate.train.evaluate import evaluate_loss, predict_counts
+from ablate.train.metrics import IMAGE_COLUMNS
+
+
+class FixedLogits(nn.Module):
+    """Returns the same (C, h, w) logits for every image of the batch."""
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("logits", logits)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.logits.expand(images.shape[0], -1, -1, -1)
+
+
+def _half_plane(channels: int = 1, size: int = 8) -> torch.Tensor:
+    """+1 on the left half, -1 on the right half: (channels, size, size)."""
+    logits = -torch.ones(channels, size, size)
+    logits[:, :, : size // 2] = 1.0
+    return logits
+
+
+def _batch(
+    masks: torch.Tensor, categories: list[int], indices: list[int]
+) -> dict[str, torch.Tensor]:
+    return {
+        "image": torch.zeros(len(categories), 3, 8, 8),  # training resolution
+        "mask": masks.long(),  # native resolution
+        "category": torch.tensor(categories),
+        "index": torch.tensor(indices),
+    }
+
+
+def test_binary_counts_are_taken_at_native_resolution() -> None:
+    left_half = torch.zeros(16, 16, dtype=torch.long)
+    left_half[:, :8] = 1
+    left_six = torch.zeros(16, 16, dtype=torch.long)
+    left_six[:, :6] = 1
+    loader = [_batch(torch.stack([left_half, left_six]), [0, 1], [5, 2])]
+    rows = predict_counts(
+        FixedLogits(_half_plane()), loader, "binary", ["A", "B"], "cpu", names=list("abcdef")
+    )
+    assert list(rows.columns) == IMAGE_COLUMNS
+    # The 8 px logit edge upsampled bilinearly lands exactly at column 8 of 16.
+    assert rows[["tp", "fp", "fn", "tn"]].values.tolist() == [[128, 0, 0, 128], [96, 32, 0, 128]]
+    assert rows["image"].tolist() == ["f", "c"]
+    assert rows["category"].tolist() == ["A", "B"]
+    assert set(rows["class_name"]) == {"foreground"}
+
+
+def test_multiclass_counts_one_row_per_image_and_class() -> None:
+    logits = torch.zeros(3, 8, 8)  # background, A, B
+    logits[2] = 5.0 * _half_plane()[0]  # class B on the left half, symmetric around 0
+    tissue = torch.zeros(1, 16, 16, dtype=torch.long)
+    tissue[0, :, :8] = 1
+    loader = [_batch(tissue, [1], [0])]  # an image of category B
+    rows = predict_counts(FixedLogits(logits), loader, "multiclass", ["A", "B"], "cpu").set_index(
+        "class_name"
+    )
+    assert rows.loc["A", ["tp", "fp", "fn", "tn"]].tolist() == [0, 0, 0, 256]
+    assert rows.loc["B", ["tp", "fp", "fn", "tn"]].tolist() == [128, 0, 0, 128]
+    assert rows["image"].tolist() == ["0", "0"]  # no names given: the index as text
+
+
+def test_evaluate_loss_returns_device_tensors_without_sync() -> None:
+    left_half = torch.zeros(2, 16, 16, dtype=torch.long)
+    left_half[:, :, :8] = 1
+
+    def l1_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return (torch.sigmoid(logits) - target).abs().mean()
+
+    loader = [_batch(left_half, [0, 1], [0, 1])]
+    plan = plan_device(TrainConfig(), "cpu")
+    loss, dice = evaluate_loss(FixedLogits(_half_plane() * 50), loader, l1_loss, "binary", 2, plan)
+    assert loss.dim() == 0 and dice.dim() == 0
+    assert loss.item() == pytest.approx(0.0, abs=1e-6)
+    assert dice.item() == pytest.approx(1.0)
