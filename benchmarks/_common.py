@@ -124,3 +124,89 @@ def grid_run_config(name: str, root: Path | None = None):
 def main_guard(run: Callable[[], int]) -> None:
     """Run a benchmark's main and exit with its code."""
     sys.exit(run())
+
+
+def derived_grid(base: str, folder: Path, study: str, merge: dict, replace: dict) -> Path:
+    """Write grids/<base>.yaml, changed, as `folder`/<study>.yaml; returns its path.
+
+    Keys are dotted paths ("baseline.train", "protocol"). `merge`: mappings merged into the
+    existing mapping there. `replace`: values put there as they are (None removes the key).
+    """
+    import yaml
+
+    grid = yaml.safe_load((GRIDS / f"{base}.yaml").read_text())
+    grid["study"] = study
+    for key, value in [*merge.items(), *replace.items()]:
+        *parents, last = key.split(".")
+        node = grid
+        for part in parents:
+            node = node.setdefault(part, {})
+        if key in merge:
+            node[last] = {**node.get(last, {}), **value}
+        elif value is None:
+            node.pop(last, None)
+        else:
+            node[last] = value
+    path = folder / f"{study}.yaml"
+    path.write_text(yaml.safe_dump(grid, sort_keys=False))
+    return path
+
+
+def start_ray(num_cpus: int = 2) -> None:
+    """A local Ray like the engine's embedded one, started outside any timed section."""
+    import logging
+
+    import ray
+
+    ray.init(
+        num_cpus=num_cpus,
+        num_gpus=0,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.ERROR,
+    )
+
+
+def run_study(grid_path: Path, out: Path, max_concurrent: int | None) -> dict[str, object]:
+    """Train a grid's runs through the engine (Ray already up); time and read its runs table.
+
+    Uses the engine's own steps (prepare_study, write_study_files, train_pending), so the
+    time covers every Tune trial (start, runs, reports, Parquet writes) and nothing else:
+    no Ray start, no summary.
+    """
+    from ablate.engine.commands import prepare_study, train_pending, write_study_files
+    from ablate.store import ResultStore
+
+    study = prepare_study(str(grid_path), str(out), resume=False)
+    write_study_files(study)
+    began = time.perf_counter()
+    errors = train_pending(study, address=None, max_concurrent=max_concurrent)
+    seconds = time.perf_counter() - began
+    if errors:
+        raise RuntimeError(f"trials failed: {errors}")
+    runs = ResultStore(str(out), study=study.grid.study).read("runs")
+    if set(runs["status"]) != {"ok"}:
+        raise RuntimeError(f"runs not ok: {runs[['variant', 'seed', 'status', 'error']]}")
+    return {"seconds": seconds, "runs": runs}
+
+
+def cpu_counters() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine from /proc/stat; (0, 0) elsewhere."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return 0, 0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def busy_share(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """Share of the machine's CPU time that was busy (anyone's) between two cpu_counters()."""
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total else float("nan")
+
+
+def process_cpu_seconds() -> float:
+    """User + system CPU seconds of this process and its waited-for children so far."""
+    usage = os.times()
+    return usage.user + usage.system + usage.children_user + usage.children_system

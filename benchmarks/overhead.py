@@ -88,7 +88,11 @@ def bare_run(config, data, seed: int, epochs: int, cpus: int) -> float:
     masks = _resized(data.masks[split.train], size, cv2.INTER_NEAREST)  # (N, h, w)
     eval_sets = {
         name: (
-            torch.from_numpy(_resized(data.images[idx], size, cv2.INTER_AREA)).permute(0, 3, 1, 2).float() / 255,
+            torch.from_numpy(_resized(data.images[idx], size, cv2.INTER_AREA))
+            .permute(0, 3, 1, 2)
+            .contiguous()
+            .float()
+            / 255,
             torch.from_numpy(data.masks[idx]).long(),
         )
         for name, idx in (("val", split.val), ("test", split.test))
@@ -120,7 +124,10 @@ def bare_run(config, data, seed: int, epochs: int, cpus: int) -> float:
         order = rng.permutation(len(images))
         for start in range(0, len(order), train.batch_size):
             batch = [compose(image=images[i], mask=masks[i]) for i in order[start : start + train.batch_size]]
-            x = torch.from_numpy(np.stack([b["image"] for b in batch])).permute(0, 3, 1, 2).float() / 255
+            x = torch.from_numpy(np.stack([b["image"] for b in batch])).permute(0, 3, 1, 2)
+            # NCHW-contiguous like the engine's batches: a permuted NHWC batch would run the
+            # network in channels_last, which is a different (on CPU faster) kernel choice.
+            x = x.contiguous().float() / 255
             y = torch.from_numpy(np.stack([b["mask"] for b in batch])).unsqueeze(1).float()
             loss = loss_fn(model(x), y)
             optimizer.zero_grad(set_to_none=True)

@@ -14,7 +14,7 @@
 #   ABLATE_CLUSTER_DIR   state: pids, logs, Ray temp dir   (default /tmp/ablate-cluster;
 #                        keep it short, Ray's unix socket paths must stay under 107 bytes)
 #   ABLATE_CLUSTER_PORT  GCS port of the head; every other port is derived from it, so two
-#                        clusters with different ports never collide   (default 46379)
+#                        clusters with different ports never collide   (default 26379)
 #   ABLATE_HEAD_CPUS     CPUs the head offers to trials (default 0: trials go to workers)
 #   ABLATE_WORKER_CPUS   CPUs per worker node           (default 1)
 #   ABLATE_WORKER_GPUS   GPUs per worker node           (default 0)
@@ -28,7 +28,7 @@
 set -euo pipefail
 
 DIR="${ABLATE_CLUSTER_DIR:-/tmp/ablate-cluster}"
-PORT="${ABLATE_CLUSTER_PORT:-46379}"
+PORT="${ABLATE_CLUSTER_PORT:-26379}"
 HEAD_CPUS="${ABLATE_HEAD_CPUS:-0}"
 WORKER_CPUS="${ABLATE_WORKER_CPUS:-1}"
 WORKER_GPUS="${ABLATE_WORKER_GPUS:-0}"

@@ -113,7 +113,10 @@ def _is_hidden(name: str) -> bool:
 
 
 def _visible(folder: Path) -> list[Path]:
-    return sorted(path for path in folder.iterdir() if not _is_hidden(path.name))
+    try:
+        return sorted(path for path in folder.iterdir() if not _is_hidden(path.name))
+    except OSError as error:
+        raise DatasetError(f"{folder}: cannot list folder ({error.strerror or error})") from None
 
 
 def _check_root(root: Path) -> list[Path]:
@@ -200,7 +203,7 @@ def _find_pairs(
     return pairs
 
 
-def _decode_pairs(root: Path, found: list[tuple[str, str, Path, Path]]) -> list[_Pair]:
+def _decode_pairs(found: list[tuple[str, str, Path, Path]]) -> list[_Pair]:
     def decode(item: tuple[str, str, Path, Path]) -> _Pair:
         category, name, image_path, label_path = item
         image = _decode_image(image_path, f"{category}/{IMAGE_DIR}/{name}")
@@ -282,7 +285,7 @@ def load_ebhi(root: str | Path) -> SegmentationData:
     category_dirs = _check_root(root)
     dropped: list[DroppedFile] = []
     found = _find_pairs(root, category_dirs, dropped)
-    usable = _keep_usable(_decode_pairs(root, found), dropped)
+    usable = _keep_usable(_decode_pairs(found), dropped)
     categories = sorted(folder.name for folder in category_dirs)
     counts = {name: sum(pair.category == name for pair in usable) for name in categories}
     report = CleaningReport(str(root), counts, dropped)

@@ -9,7 +9,12 @@ are pale like stroma yet foreground, and stroma carries nuclei too, so a model n
 texture (nucleus density) and context (is this pale patch enclosed by epithelium?).
 
 Everything is drawn from `numpy.random.Generator`s seeded per tile, so a seed fixes every
-byte, and generation is vectorised (about 5 ms per 224 px tile).
+byte, and generation is vectorised (6 x 40 tiles of 224 px in about 3 s on 2 cores).
+
+Measured (2-core CPU, 24 tiles per class at 224 px, split 80/20, trained at 64 px, widths
+8..64, Adam 1e-3, dice loss, default augmentation, 6 epochs): macro Dice 0.91 against an
+all-foreground floor of 0.69; without skip connections 0.88; without normalization the
+network stays at the floor. At 128 px (40 per class, no augmentation): 0.95, 0.94 without skips.
 """
 
 from __future__ import annotations

@@ -22,7 +22,6 @@ from ablate.store import ResultStore, StudyLocation, check_writable, resolve_stu
 
 GRID_FILE = "grid.yaml"
 DATASET_FILE = "dataset.json"
-TUNE_DIR = ".tune"
 CRASH_FLAG_ENV = "ABLATE_TEST_CRASH_FLAG"
 """TEST HOOK: see `TrialSetup.crash_flag`."""
 EXIT_TRIALS_FAILED = 1
@@ -97,10 +96,6 @@ def write_study_files(study: Study) -> None:
     study.location.write_text(json.dumps(dataset, indent=2), DATASET_FILE)
 
 
-def _tune_storage(location: StudyLocation) -> str:
-    return location.path(TUNE_DIR) if location.local else f"{location.uri.rstrip('/')}/{TUNE_DIR}"
-
-
 def train_pending(study: Study, address: str | None, max_concurrent: int | None) -> dict[str, str]:
     """Run the unfinished (variant, seed) pairs on Ray; returns trial errors by variant."""
     import os
@@ -132,11 +127,22 @@ def train_pending(study: Study, address: str | None, max_concurrent: int | None)
             resources,
             max_concurrent or resources.max_concurrent,
             printer,
-            _tune_storage(study.location),
+            study.location,
         )
         # While Ray is up, pruning spreads its analyses over the cluster too.
         _prune(study)
     return outcome.errors
+
+
+def _check_address(address: str | None) -> None:
+    """An unreachable cluster is bad input: refuse it before anything is written."""
+    from ablate.engine.driver import check_reachable, cluster_address
+
+    target = cluster_address(address)
+    if target and "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        return  # the caller's Ray is used as it is
+    if target:
+        check_reachable(target)
 
 
 def _prune(study: Study) -> None:
@@ -219,6 +225,7 @@ def run_command(
         raise UserError(f"--max-concurrent must be at least 1, got {max_concurrent}")
     began = time.monotonic()
     study = prepare_study(grid, out, resume)
+    _check_address(address)
     check_writable(study.location)
     with StudyLock(study.location):
         write_study_files(study)

@@ -20,8 +20,10 @@ from ablate.config import Resources
 from ablate.engine.progress import ProgressPrinter
 from ablate.engine.trainable import TrialSetup, train_variant
 from ablate.errors import UserError
+from ablate.store import StudyLocation
 
 CONNECT_TIMEOUT_S = 5.0
+TUNE_DIR = ".tune"
 RAY_CLIENT_PORT = 10001
 # Tune writes CSV/JSON/TensorBoard logs of every trial by default; the store has all results.
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
@@ -47,6 +49,11 @@ def _host_port(address: str) -> tuple[str, int] | None:
         return host, int(port)
     except ValueError:
         return None
+
+
+def cluster_address(address: str | None) -> str | None:
+    """The cluster to join: `--address`, else RAY_ADDRESS, else None (start a local Ray)."""
+    return address or os.environ.get("RAY_ADDRESS") or None
 
 
 def check_reachable(address: str) -> None:
@@ -93,7 +100,7 @@ def ray_connection(address: str | None) -> Iterator[bool]:
     if ray.is_initialized():
         yield False
         return
-    address = address or os.environ.get("RAY_ADDRESS") or None
+    address = cluster_address(address)
     if address:
         check_reachable(address)
     try:
@@ -153,7 +160,7 @@ def run_trials(
     resources: Resources,
     max_concurrent: int | None,
     printer: ProgressPrinter,
-    tune_storage: str,
+    location: StudyLocation,
 ) -> TuneOutcome:
     """One Tune trial per variant with pending seeds; returns the trials' errors."""
     from ray import tune
@@ -173,7 +180,10 @@ def run_trials(
         ),
         run_config=tune.RunConfig(
             name=time.strftime("run-%Y%m%d-%H%M%S"),
-            storage_path=tune_storage,
+            # Tune's own state (trial checkpoints: the seeds done) lives in the study too,
+            # through the study's filesystem, so every node of a cluster reaches it.
+            storage_path=location.path(TUNE_DIR),
+            storage_filesystem=None if location.local else location.fs,
             verbose=0,
             callbacks=[printer],
             failure_config=tune.FailureConfig(max_failures=resources.max_failures),
@@ -181,7 +191,9 @@ def run_trials(
         ),
     )
     began = time.monotonic()
-    with quiet_loggers(TUNE_LOGGERS):
+    # Tune logs each trial failure with Ray's whole traceback; ProgressPrinter prints one
+    # line per failure instead and the error files stay under the study's .tune folder.
+    with quiet_loggers(TUNE_LOGGERS, logging.CRITICAL):
         results = tuner.fit()
     errors = {}
     for result in results:

@@ -78,7 +78,11 @@ class ProgressPrinter(Callback):
         )
 
     def on_trial_error(self, iteration: int, trials: list, trial: object, **info: object) -> None:
-        self._print(f"error: trial {trial.config.get('variant')} failed: {_error_text(trial)}")
+        where = getattr(trial, "error_file", None)
+        details = f" (details: {where})" if where else ""
+        self._print(
+            f"error: trial {trial.config.get('variant')} failed: {_error_text(trial)}{details}"
+        )
 
     def on_trial_recover(self, iteration: int, trials: list, trial: object, **info: object) -> None:
         self._print(

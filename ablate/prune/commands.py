@@ -11,7 +11,7 @@ from ablate.prune.analysis import PruneStore
 from ablate.prune.methods import PRUNE_METHODS
 from ablate.prune.report import build_summary
 from ablate.prune.scopes import SCOPES
-from ablate.prune.study import ok_runs, prune_study
+from ablate.prune.study import ok_runs, run_pruning
 from ablate.store.fs import StudyLocation, resolve_study
 
 
@@ -59,19 +59,6 @@ def resolve_config(
     )
 
 
-def _connect_ray(address: str | None) -> bool:
-    """Join `address` or start a local Ray; True when this call started it (and must stop it)."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    if address is not None:
-        ray.init(address=address, log_to_driver=False)
-    else:
-        ray.init(include_dashboard=False, log_to_driver=False)
-    return True
-
-
 def prune_command(
     study_dir: str,
     variants: list[str] | None = None,
@@ -97,15 +84,14 @@ def prune_command(
     if runs.empty:
         raise UserError(f"{study_dir}: no completed runs in results/runs; run `ablate run` first")
     _check_names("--variants", config.variants, sorted(set(runs["variant"])))
-    started = _connect_ray(address)
-    try:
-        prune_study(location, config)
-    finally:
-        if started:
-            import ray
+    from ablate.engine.driver import ray_connection  # joins --address/RAY_ADDRESS, else local
 
-            ray.shutdown()
+    with ray_connection(address):
+        errors = run_pruning(location, config)
     _print_worst(location)
+    if errors:
+        lines = "\n".join(f"  - {run}: {error}" for run, error in errors.items())
+        raise UserError(f"{study_dir}: pruning failed for {len(errors)} run(s)\n{lines}")
 
 
 def _print_worst(location: StudyLocation) -> None:

@@ -64,6 +64,7 @@ def sensitivity_heatmap(
     if rows.empty:
         return None
     grid = rows.pivot_table(index="target", columns="amount", values="delta_dice_mean", sort=False)
+    grid = grid.sort_index(axis=1)  # amounts ascending, targets in network order
     drop = -grid.to_numpy()
     fig, ax = plt.subplots(figsize=(1.1 * grid.shape[1] + 3.0, 0.32 * grid.shape[0] + 1.6))
     limit = max(float(np.nanmax(np.abs(drop))), 1e-6)
@@ -72,7 +73,7 @@ def sensitivity_heatmap(
     ax.set_yticks(range(grid.shape[0]), list(grid.index), fontsize=8)
     for (row, col), value in np.ndenumerate(drop):
         if np.isfinite(value):
-            ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=7)
+            ax.text(col, row, f"{value:.3f}", ha="center", va="center", fontsize=7)
     ax.set_xlabel("amount pruned")
     ax.set_title(f"{variant}: macro Dice drop, {method}, scope {scope}", fontsize=9)
     fig.colorbar(image, ax=ax, label="Dice drop")

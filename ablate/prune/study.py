@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from ablate.config import PruningConfig, RunConfig
+from ablate.config import PruningConfig
 from ablate.prune.analysis import PRUNE_TABLES, PruneStore, RunSpec, analyse_run
 from ablate.prune.report import write_summary
 from ablate.store.fs import StudyLocation, resolve_study
@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from ablate.data.ebhi import SegmentationData
 
 TASK_CPUS = 1
+TASK_GPU_SHARE = 0.25
+"""GPU share of one task where the cluster has GPUs: evaluation of a small U-Net leaves
+most of a card idle, so four runs share one."""
 
 
 def ok_runs(store: PruneStore, variants: list[str] | None) -> pd.DataFrame:
@@ -58,15 +61,14 @@ def _datasets(specs: list[RunSpec]) -> dict[str, SegmentationData]:
 
     datasets: dict[str, SegmentationData] = {}
     for spec in specs:
-        data_config = spec.config.data
-        key = data_config.model_dump_json()
+        key = _data_key(spec)
         if key not in datasets:
-            datasets[key] = load_data(data_config)
+            datasets[key] = load_data(spec.config.data)
     return datasets
 
 
 def _data_key(spec: RunSpec) -> str:
-    return RunConfig.model_validate_json(spec.config_json).data.model_dump_json()
+    return spec.config.data.model_dump_json()
 
 
 def _run_local(
@@ -98,7 +100,8 @@ def _run_ray(
     """One Ray task per run; each dataset goes into the object store once."""
     import ray
 
-    task = ray.remote(num_cpus=TASK_CPUS)(_analyse_task)
+    gpus = TASK_GPU_SHARE if ray.cluster_resources().get("GPU", 0) > 0 else 0
+    task = ray.remote(num_cpus=TASK_CPUS, num_gpus=gpus)(_analyse_task)
     refs = {key: ray.put(data) for key, data in datasets.items()}
     futures = {spec: task.remote(spec, refs[_data_key(spec)], config) for spec in specs}
     return {spec: ray.get(future) for spec, future in futures.items()}
@@ -112,13 +115,28 @@ def _ray_running() -> bool:
     return ray.is_initialized()
 
 
+def run_pruning(location: StudyLocation, config: PruningConfig) -> dict[str, str]:
+    """Analyse the pending runs and write the summary; returns errors by "variant seed N"."""
+    specs = pending_runs(location, config)
+    errors: dict[str, str] = {}
+    if specs:
+        datasets = _datasets(specs)
+        run = _run_ray if _ray_running() else _run_local
+        for spec, error in run(specs, datasets, config).items():
+            if error is not None:
+                errors[f"{spec.variant} seed {spec.seed}"] = error
+    write_summary(location)
+    return errors
+
+
 def prune_study(study_dir: str | Path | StudyLocation, config: PruningConfig) -> None:
     """Pruning sensitivity of every completed run of a study, then summary/pruning/.
 
     Writes results/pruning, results/weight_distance and results/grad_norms (one file per
     run; runs that have all three are skipped) and the summary tables and figures. Runs are
     spread as Ray tasks when Ray is initialised, else analysed in this process. A run whose
-    analysis fails is reported on stderr and left for the next call.
+    analysis fails is reported on stderr and left for the next call, so one broken run
+    never costs the others (or the training before them) their results.
 
     Args:
         study_dir: study directory (path or URI) with a runs table and checkpoints.
@@ -128,13 +146,5 @@ def prune_study(study_dir: str | Path | StudyLocation, config: PruningConfig) ->
         >>> prune_study("runs/quickstart", PruningConfig(amounts=[0.5]))  # doctest: +SKIP
     """
     location = study_dir if isinstance(study_dir, StudyLocation) else resolve_study(study_dir)
-    specs = pending_runs(location, config)
-    if specs:
-        datasets = _datasets(specs)
-        run = _run_ray if _ray_running() else _run_local
-        for spec, error in run(specs, datasets, config).items():
-            if error is not None:
-                print(
-                    f"pruning of {spec.variant} seed {spec.seed} failed: {error}", file=sys.stderr
-                )
-    write_summary(location)
+    for run, error in run_pruning(location, config).items():
+        print(f"warning: pruning of {run} failed: {error}", file=sys.stderr)

@@ -61,8 +61,8 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
     out = grouped[scores].agg(["mean", "std"])
     out.columns = [f"{score}_{stat}" for score, stat in out.columns]
     out["seeds"] = grouped["seed"].nunique()
-    out = out.reset_index().sort_values(keys, kind="stable")
-    return out.reset_index(drop=True)
+    # Rows keep the network's order (encoder first), which the heatmaps and tables show.
+    return out.reset_index()
 
 
 def _unpruned_as_amount_zero(table: pd.DataFrame, pruned: pd.DataFrame) -> pd.DataFrame:

@@ -9,8 +9,9 @@ import numpy as np
 from PIL import Image
 
 from ablate.config import SyntheticConfig
+from ablate.data import synth
 from ablate.data.ebhi import load_ebhi
-from ablate.data.synth import CATEGORY_STYLES, synthetic_root, write_synthetic
+from ablate.data.synth import CATEGORY_STYLES, write_synthetic
 
 
 def file_bytes(root: Path) -> dict[str, bytes]:
@@ -68,11 +69,11 @@ def test_foreground_share_differs_and_colour_alone_is_not_enough(synthetic_root)
 def test_synthetic_root_generates_once_into_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("ABLATE_CACHE", str(tmp_path / "cache"))
     config = SyntheticConfig(per_class=2, size=32, seed=1)
-    root = synthetic_root(config)
+    root = synth.synthetic_root(config)
     assert root == tmp_path / "cache" / "synthetic" / "2-32-1"
     stamps = {path: path.stat().st_mtime_ns for path in root.rglob("*.png")}
     assert len(stamps) == 24
-    assert synthetic_root(config) == root
+    assert synth.synthetic_root(config) == root
     assert {path: path.stat().st_mtime_ns for path in root.rglob("*.png")} == stamps
     assert [path.name for path in root.parent.iterdir()] == ["2-32-1"]  # no staging left over
 
@@ -81,7 +82,7 @@ def test_synthetic_root_survives_a_race(tmp_path, monkeypatch):
     monkeypatch.setenv("ABLATE_CACHE", str(tmp_path / "cache"))
     config = SyntheticConfig(per_class=3, size=32, seed=2)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        roots = list(pool.map(lambda _: synthetic_root(config), range(2)))
+        roots = list(pool.map(lambda _: synth.synthetic_root(config), range(2)))
     assert roots[0] == roots[1]
     assert len(list(roots[0].rglob("*.png"))) == 36
     assert [path.name for path in roots[0].parent.iterdir()] == ["3-32-2"]

@@ -11,6 +11,8 @@ import pytest
 from ablate.config import PruningConfig
 from ablate.prune import prune_study, pruning_html
 from ablate.prune.analysis import GRAD_NORMS, PRUNING, WEIGHT_DISTANCE, PruneStore
+from ablate.prune.study import run_pruning
+from ablate.store.fs import resolve_study
 
 COUNTS = ["tp", "fp", "fn", "tn"]
 CONFIG = PruningConfig(
@@ -132,3 +134,15 @@ def test_html_none_without_results(study_dir: Path) -> None:
 def test_variants_filter(study_dir: Path) -> None:
     prune_study(study_dir, PruningConfig(variants=["other"], amounts=[0.5]))
     assert not (study_dir / "results" / PRUNING).exists()
+
+
+def test_broken_run_is_reported_and_others_finish(
+    study_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (study_dir / "checkpoints" / "baseline" / "seed=1" / "best.pt").unlink()
+    config = PruningConfig(methods=["l1_unstructured"], scopes=["global"], amounts=[0.5])
+    errors = run_pruning(resolve_study(study_dir), config)
+    assert list(errors) == ["baseline seed 1"] and "best.pt not found" in errors["baseline seed 1"]
+    assert sorted(set(_read(study_dir, PRUNING)["seed"])) == [0]
+    prune_study(study_dir, config)  # the engine's entry point warns instead of raising
+    assert "warning: pruning of baseline seed 1 failed" in capsys.readouterr().err

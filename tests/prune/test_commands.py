@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from ablate.cli import main
+from ablate.prune import study as prune_study_module
 from ablate.prune.analysis import PRUNING, PruneStore
 
 
@@ -50,8 +51,15 @@ def test_bad_grid_pruning_section_exits_2(
 
 @pytest.mark.ray
 def test_prune_on_ray_uses_grid_defaults_and_cli_overrides(
-    study_dir: Path, ray_session: object, capsys: pytest.CaptureFixture[str]
+    study_dir: Path,
+    ray_session: object,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    def in_process(*args: object) -> None:
+        raise AssertionError("with Ray up, runs must go to Ray tasks")
+
+    monkeypatch.setattr(prune_study_module, "_run_local", in_process)
     (study_dir / "grid.yaml").write_text(
         "study: tiny\npruning:\n  methods: [random_structured]\n  scopes: [groups]\n"
         "  amounts: [0.25]\n"

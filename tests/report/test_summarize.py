@@ -135,3 +135,16 @@ def test_pruning_section_included_when_the_prune_part_returns_one(
     summarize_command(str(study_dir))
     page = (study_dir / "summary" / "report.html").read_text()
     assert page.count(fragment) == 1 and '<a href="#pruning">' in page
+
+
+def test_variant_of_the_grid_without_any_run_is_missing(study_factory, spec) -> None:
+    import yaml
+
+    study_dir = study_factory()
+    grid = yaml.safe_load((study_dir / "grid.yaml").read_text())
+    grid["ablations"] = {"remove": ["skips"]}  # expands to the variant "no-skips"
+    (study_dir / "grid.yaml").write_text(yaml.safe_dump(grid))
+    summarize_command(str(study_dir))
+    page = (study_dir / "summary" / "report.html").read_text()
+    assert "16 of 20 expected runs finished ok." in page
+    assert all(f"missing: no-skips seed {seed}" in page for seed in spec.SEEDS)

@@ -1,0 +1,149 @@
+"""Input pipeline vs training step: can the loader keep the model busy?
+
+For each config (quickstart; ebhi_small on the real sample when present, else synthetic
+224 px tiles), with the engine's own pieces and settings:
+  - decode: `load_data` (PNG decode once per process), images/s, reported once;
+  - pipeline: `build_train_loader` with the config's augmentation, sampler and the worker
+    count the engine picks from the grid's CPUs (`worker_count`), no model: images/s over
+    whole epochs after the first (workers start once per run; the first epoch is shown too);
+  - training: forward + backward + optimizer step of the config's model at its batch size
+    and resolution with the grid's CPU threads, on a batch already in memory: images/s.
+The ratio is pipeline / training; >= 3 means the input pipeline costs at most a quarter of a
+step even when it runs on the training core. The last line is the smallest ratio.
+
+    python benchmarks/pipeline.py          # both configs (about 1-2 min)
+    python benchmarks/pipeline.py --quick  # quickstart only, few batches
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import torch
+
+from _common import SAMPLE_ROOT, grid_run_config, machine_header, print_table
+
+TARGET = 3.0
+
+
+def load_config(name: str):
+    """(grid, run config, data source text) for a benchmark config."""
+    from ablate.config import DataConfig, SyntheticConfig
+
+    if name != "ebhi_small":
+        grid, config = grid_run_config(name)
+        return grid, config, "synthetic (grid)"
+    if SAMPLE_ROOT.is_dir():
+        grid, config = grid_run_config(name, root=SAMPLE_ROOT)
+        return grid, config, f"EBHI-Seg sample {SAMPLE_ROOT}"
+    os.environ.setdefault("EBHI_SEG_ROOT", "/nonexistent")  # the grid needs the variable set
+    grid, config = grid_run_config(name)
+    synthetic = DataConfig(synthetic=SyntheticConfig(per_class=112, size=224))
+    return grid, config.model_copy(update={"data": synthetic}), "synthetic 224 px (no sample)"
+
+
+def pipeline_rate(loader, epochs: int, max_batches: int | None) -> tuple[float, float]:
+    """(first-epoch images/s, later-epochs images/s) of iterating `loader`."""
+    rates = []
+    for _ in range(epochs):
+        began, images = time.perf_counter(), 0
+        for count, batch in enumerate(loader, start=1):
+            images += batch["image"].shape[0]
+            if max_batches is not None and count >= max_batches:
+                break
+        rates.append(images / (time.perf_counter() - began))
+    later = rates[1:] or rates
+    return rates[0], sum(later) / len(later)
+
+
+def training_rate(config, batch, steps: int) -> float:
+    """images/s of forward + backward + step on one in-memory batch (engine loop semantics)."""
+    from ablate.models.unet import build_model
+    from ablate.train.losses import build_loss
+    from ablate.train.optim import build_optimizer
+
+    torch.manual_seed(0)
+    model = build_model(config.model, out_channels=1)
+    optimizer = build_optimizer(model.parameters(), config.train)
+    loss_fn = build_loss(config.train.loss, "binary")
+    images, target = batch["image"], batch["mask"].unsqueeze(1).float()
+
+    def step() -> None:
+        loss = loss_fn(model(images), target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    for _ in range(2):
+        step()
+    began = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return images.shape[0] * steps / (time.perf_counter() - began)
+
+
+def measure(name: str, quick: bool) -> list[object]:
+    from ablate.data.loader import build_train_loader, channel_stats
+    from ablate.data.source import load_data
+    from ablate.data.split import split_indices
+    from ablate.train.run import worker_count
+
+    grid, config, source = load_config(name)
+    if quick:
+        config = config.model_copy(update={"train": config.train.model_copy(update={"image_size": 32})})
+    cpus = max(1, int(grid.resources.cpu))
+    torch.set_num_threads(cpus)  # what seed_everything does in a run
+    began = time.perf_counter()
+    data = load_data(config.data)
+    decode_rate = len(data.images) / (time.perf_counter() - began)
+    protocol = config.protocol
+    split = split_indices(data.category_ids, 0, protocol.test_fraction, protocol.val_fraction)
+    workers = worker_count(config.train.num_workers, cpus)
+    stats = channel_stats(data.images[split.train]) if config.augment.normalize else None
+    began = time.perf_counter()
+    loader = build_train_loader(data, split.train, config.augment, config.train, 0, workers, False, stats)
+    build_s = time.perf_counter() - began
+    first, later = pipeline_rate(loader, 1 if quick else 3, 4 if quick else None)
+    batch = next(iter(loader))
+    train_rate = training_rate(config, batch, 2 if quick else 10)
+    print(
+        f"{name}: {source}; {len(data.images)} images, train split {len(split.train)}, "
+        f"{config.train.image_size} px, batch {config.train.batch_size}, widths "
+        f"{config.model.widths}, {cpus} CPU(s) -> {workers} loader worker(s), "
+        f"ops {sorted(config.augment.ops)}",
+        flush=True,
+    )
+    return [name, decode_rate, build_s, first, later, train_rate, later / train_rate]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configs", default="quickstart,ebhi_small", help="comma-separated grids")
+    parser.add_argument("--quick", action="store_true", help="quickstart only at 32 px, few batches")
+    args = parser.parse_args(argv)
+    print(machine_header("Input pipeline vs training step"))
+    names = ["quickstart"] if args.quick else args.configs.split(",")
+    rows = [measure(name, args.quick) for name in names]
+    print_table(
+        [
+            "config",
+            "decode images/s (once)",
+            "loader build s (resize once)",
+            "pipeline images/s, 1st epoch",
+            "pipeline images/s, later epochs",
+            "train step images/s",
+            "ratio",
+        ],
+        rows,
+    )
+    ratio = min(row[-1] for row in rows)
+    print(f"target >= {TARGET}: {'met' if ratio >= TARGET else 'not met'}")
+    print(f"pipeline_ratio={ratio:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""A study on a real multi-node Ray cluster (cluster/local.sh): spread, node loss, clean-up.
+
+Each test starts its own cluster: a head with 0 CPUs (so every trial runs on a worker node)
+and worker nodes of 1 CPU, each its own raylet with its own node id, all on this machine.
+`ablate run` goes to a subprocess with `--address`, so an in-process Ray is never touched.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
+VARIANTS = ("baseline", "no-skips")
+TABLES = ("runs", "class_metrics", "image_metrics", "history")
+
+
+def read_tables(study: Path) -> dict[str, pd.DataFrame]:
+    # pandas over the whole folder, as users read a study: a stray or duplicate file shows.
+    return {name: pd.read_parquet(study / "results" / name) for name in TABLES}
+
+
+def test_study_spreads_over_worker_nodes(
+    cluster_factory, write_grid, run_ablate, assert_each_run_once, tmp_path: Path
+) -> None:
+    """Head with 0 CPUs, 2 workers: trials ran on both worker nodes and every run is ok."""
+    cluster = cluster_factory(workers=2)
+    up = cluster.up()
+    assert f"export RAY_ADDRESS={cluster.address}" in up.stdout
+    grid = write_grid(tmp_path / "grid.yaml", "cluster-spread", seeds=2)
+    study = tmp_path / "study"
+
+    result = run_ablate(
+        "run", str(grid), "--address", cluster.address, "--out", str(study),
+        env=cluster.env(), cwd=tmp_path,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 node(s), 2 CPU" in result.stdout  # head (0 CPUs) + 2 workers of 1 CPU
+    runs = pd.read_parquet(study / "results" / "runs")
+    assert sorted(runs["status"]) == ["ok"] * 4
+    assert runs["node"].nunique() == 2, runs[["variant", "seed", "node"]]
+    assert_each_run_once(read_tables(study), {(v, s) for v in VARIANTS for s in (0, 1)})
+    cluster.assert_down_leaves_nothing()
+
+
+def _wait_for_first_run(study: Path, driver: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    runs = study / "results" / "runs"
+    while time.monotonic() < deadline:
+        if runs.is_dir() and any(p.suffix == ".parquet" for p in runs.iterdir()):
+            return
+        assert driver.poll() is None, f"ablate run exited early:\n{driver.communicate()[0]}"
+        time.sleep(0.2)
+    raise AssertionError(f"no run finished within {timeout}s")
+
+
+def test_study_survives_losing_a_worker_node(
+    cluster_factory, write_grid, assert_each_run_once, tmp_path: Path
+) -> None:
+    """A worker node killed mid-study: the study completes, each run stored exactly once."""
+    cluster = cluster_factory(workers=2)
+    cluster.up()
+    grid = write_grid(tmp_path / "grid.yaml", "cluster-node-loss", seeds=3, epochs=2)
+    study = tmp_path / "study"
+    command = [sys.executable, "-m", "ablate.cli", "run", str(grid),
+               "--address", cluster.address, "--out", str(study)]
+    with subprocess.Popen(command, env=cluster.env(), cwd=tmp_path, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True) as driver:
+        # Both trials are busy (one per 1-CPU node) until their first seeds finish; the
+        # first stored run means both still have seeds to go when the node dies.
+        _wait_for_first_run(study, driver, timeout=180)
+        killed_at = pd.Timestamp.now(tz="UTC")
+        cluster.kill(1)
+        output, _ = driver.communicate(timeout=400)
+
+    assert driver.returncode == 0, output
+    runs = pd.read_parquet(study / "results" / "runs")
+    assert sorted(runs["status"]) == ["ok"] * 6, runs[["variant", "seed", "status", "error"]]
+    assert_each_run_once(read_tables(study), {(v, s) for v in VARIANTS for s in (0, 1, 2)})
+    # Both nodes worked before the kill; every run started after it ran on the survivor.
+    assert runs["node"].nunique() == 2, runs[["variant", "seed", "node"]]
+    after = runs[pd.to_datetime(runs["started_at"], utc=True) > killed_at]
+    assert not after.empty, runs[["variant", "seed", "node", "started_at"]]
+    assert after["node"].nunique() == 1, after[["variant", "seed", "node", "started_at"]]
+    cluster.assert_down_leaves_nothing()
+
+
+def test_down_leaves_no_ray_process(cluster_factory) -> None:
+    """Worker processes (which leave their node's process group) are stopped by down too."""
+    cluster = cluster_factory(workers=1)
+    cluster.up()
+    # A task makes the worker node start a worker process, which stays as ray::IDLE.
+    probe = (
+        "import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False); "
+        "print(ray.get(ray.remote(lambda: ray.get_runtime_context().get_node_id()).remote()))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe, cluster.address], env=cluster.env(),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.strip().splitlines()[-1]) == 56  # a node id, 28 bytes in hex
+    cluster.assert_down_leaves_nothing()
+    again = cluster.script("down")
+    assert again.returncode == 0, again.stderr  # down is idempotent
