@@ -79,7 +79,10 @@ def machine_header(title: str) -> str:
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
     """A markdown table (pasteable into RESULTS.md)."""
     cells = [[_cell(value) for value in row] for row in rows]
-    widths = [max(len(h), *(len(row[i]) for row in cells)) if cells else len(h) for i, h in enumerate(headers)]
+    widths = [
+        max(len(h), *(len(row[i]) for row in cells)) if cells else len(h)
+        for i, h in enumerate(headers)
+    ]
     print("| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |")
     print("| " + " | ".join("-" * w for w in widths) + " |")
     for row in cells:
@@ -210,3 +213,71 @@ def process_cpu_seconds() -> float:
     """User + system CPU seconds of this process and its waited-for children so far."""
     usage = os.times()
     return usage.user + usage.system + usage.children_user + usage.children_system
+
+
+def descendants(root: int) -> list[int]:
+    """`root` and every process below it, from the ppid field of /proc/*/stat."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rpartition(")")[2].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    found, stack = [], [root]
+    while stack:
+        pid = stack.pop()
+        found.append(pid)
+        stack.extend(children.get(pid, []))
+    return found
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime clock ticks of a process so far; 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])
+
+
+class TrialCpuSampler:
+    """CPU seconds used by Ray trial processes (ray::ImplicitFunc) below this process.
+
+    Samples every `interval` s in a thread and keeps each process's last value, so trials that
+    exit between samples lose at most one interval of their CPU time.
+    """
+
+    def __init__(self, interval: float = 0.5) -> None:
+        import threading
+
+        self.interval = interval
+        self.ticks: dict[int, int] = {}
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stopped.is_set():
+            for pid in descendants(os.getpid()):
+                try:
+                    name = Path(f"/proc/{pid}/cmdline").read_bytes()
+                except OSError:
+                    continue
+                if b"ImplicitFunc" in name:
+                    self.ticks[pid] = max(self.ticks.get(pid, 0), cpu_ticks(pid))
+            self.stopped.wait(self.interval)
+
+    def __enter__(self) -> TrialCpuSampler:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopped.set()
+        self.thread.join()
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.ticks.values()) / os.sysconf("SC_CLK_TCK")

@@ -29,7 +29,6 @@ import time
 from dataclasses import dataclass
 
 import torch
-
 from _common import machine_header, print_table
 
 FULL_WIDTHS = [64, 128, 256, 512, 1024]
@@ -114,7 +113,9 @@ def train_throughput(
         model = _model(widths, device, setting.channels_last)
         network = torch.compile(model) if setting.compile else model
         optimizer = build_optimizer(model.parameters(), TrainConfig(lr=1e-4))
-        step = _step_function(network, optimizer, build_loss("dice", "binary"), setting.precision, device)
+        step = _step_function(
+            network, optimizer, build_loss("dice", "binary"), setting.precision, device
+        )
         images, target = _batch(setting.batch, size, device, setting.channels_last)
         began = time.perf_counter()
         for _ in range(warmup):  # cuDNN autotuning, compilation, allocator warm-up
@@ -129,7 +130,9 @@ def train_throughput(
         finite = bool(torch.isfinite(loss).item())
     except torch.OutOfMemoryError:
         return {"images_s": "OOM", "peak_gib": "OOM", "warmup_s": "", "finite": ""}
-    peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    peak = (
+        torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
+    )
     return {
         "images_s": setting.batch * steps / seconds,
         "peak_gib": peak,
@@ -167,7 +170,15 @@ def measure_matrix(args: argparse.Namespace, device: torch.device, widths: list[
     for setting in _settings(args.batches, [False, True] if args.compile else [False]):
         result = train_throughput(setting, widths, size, device, args.warmup, args.steps)
         results[setting] = result
-        rows.append([setting.label(), result["images_s"], result["peak_gib"], result["warmup_s"], result["finite"]])
+        rows.append(
+            [
+                setting.label(),
+                result["images_s"],
+                result["peak_gib"],
+                result["warmup_s"],
+                result["finite"],
+            ]
+        )
         print(f"  {setting.label()}: {result['images_s']}", file=sys.stderr, flush=True)
     print_table(["setting", "train images/s", "peak GiB", "warm-up s", "finite loss"], rows)
     return results
@@ -226,7 +237,9 @@ def concurrent_throughput(count: int, seconds: float, warmup_s: float, device: s
 
 def project_study(train_images_s: float, eval_images_s: float) -> tuple[float, float]:
     """Hours of the original training grid at these rates: (every epoch run, 25 epochs)."""
-    per_epoch = STUDY_IMAGES * TRAIN_SHARE / train_images_s + STUDY_IMAGES * VAL_SHARE / eval_images_s
+    per_epoch = (
+        STUDY_IMAGES * TRAIN_SHARE / train_images_s + STUDY_IMAGES * VAL_SHARE / eval_images_s
+    )
     test = STUDY_IMAGES * TEST_SHARE / eval_images_s
     runs = STUDY_CONFIGS * STUDY_SEEDS
 
@@ -270,11 +283,16 @@ def run_gpu(args: argparse.Namespace) -> int:
     fast = [
         (result["images_s"], setting)
         for setting, result in results.items()
-        if setting.precision == "bf16" and setting.channels_last and isinstance(result["images_s"], float)
+        if setting.precision == "bf16"
+        and setting.channels_last
+        and isinstance(result["images_s"], float)
     ]
     best, best_setting = max(fast, key=lambda pair: pair[0]) if fast else (float("nan"), None)
 
-    print(f"\n## Concurrent small-config trials ({SMALL_WIDTHS}, {SMALL_SIZE} px, batch {SMALL_BATCH}, bf16)")
+    print(
+        f"\n## Concurrent small-config trials ({SMALL_WIDTHS}, {SMALL_SIZE} px, "
+        f"batch {SMALL_BATCH}, bf16)"
+    )
     rows = []
     for count in args.concurrency:
         total = concurrent_throughput(count, args.seconds, args.worker_warmup, args.device)
@@ -285,27 +303,48 @@ def run_gpu(args: argparse.Namespace) -> int:
     every_epoch, half = project_study(best, eval_rate)
     print("\n## Projection: original training grid (35 configurations x 3 seeds, 2228 images)")
     print_table(
-        ["train images/s (best bf16+CL)", "eval images/s", "hours, 50 epochs each", "hours, 25 epochs each"],
+        [
+            "train images/s (best bf16+CL)",
+            "eval images/s",
+            "hours, 50 epochs each",
+            "hours, 25 epochs each",
+        ],
         [[best, eval_rate, every_epoch, half]],
     )
     print(f"best setting: {best_setting.label() if best_setting else 'none'}")
-    print(f"target: >= 1200 images/s: {'met' if best >= 1200 else 'not met'}; "
-          f"projection <= 1 h: {'met' if every_epoch <= 1 else 'not met'} (50 epochs)")
+    print(
+        f"target: >= 1200 images/s: {'met' if best >= 1200 else 'not met'}; "
+        f"projection <= 1 h: {'met' if every_epoch <= 1 else 'not met'} (50 epochs)"
+    )
     print(f"gpu_images_per_s={best:.1f}")
     return 0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
-    parser.add_argument("--batches", type=lambda text: [int(v) for v in text.split(",")], default=[16, 32, 64])
-    parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip torch.compile")
-    parser.add_argument("--size", type=int, default=None, help="image side (default 224; 64 with --quick)")
+    parser.add_argument(
+        "--batches", type=lambda text: [int(v) for v in text.split(",")], default=[16, 32, 64]
+    )
+    parser.add_argument(
+        "--no-compile", dest="compile", action="store_false", help="skip torch.compile"
+    )
+    parser.add_argument(
+        "--size", type=int, default=None, help="image side (default 224; 64 with --quick)"
+    )
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps per setting")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per setting")
-    parser.add_argument("--concurrency", type=lambda text: [int(v) for v in text.split(",")], default=[1, 2, 4])
-    parser.add_argument("--seconds", type=float, default=20.0, help="timed seconds per concurrency level")
-    parser.add_argument("--worker-warmup", type=float, default=25.0, help="seconds for workers to start")
+    parser.add_argument(
+        "--concurrency", type=lambda text: [int(v) for v in text.split(",")], default=[1, 2, 4]
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=20.0, help="timed seconds per concurrency level"
+    )
+    parser.add_argument(
+        "--worker-warmup", type=float, default=25.0, help="seconds for workers to start"
+    )
     parser.add_argument(
         "--device", default=None, help="run the GPU code path on this device (cpu: test the script)"
     )

@@ -47,7 +47,9 @@ def ray_start_times(repeats: int) -> list[dict[str, float]]:
     """Timings of `repeats` fresh processes starting a local Ray."""
     results = []
     for _ in range(repeats):
-        done = subprocess.run([sys.executable, "-c", START_PROBE], capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            [sys.executable, "-c", START_PROBE], capture_output=True, text=True, check=True
+        )
         results.append(json.loads(done.stdout.strip().splitlines()[-1]))
     return results
 
@@ -80,7 +82,9 @@ def trivial_grid(folder: Path, variants: int) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--starts", type=int, default=3, help="fresh Ray starts to time")
     parser.add_argument("--variants", type=int, default=4, help="trials of the trivial study")
     parser.add_argument("--quick", action="store_true", help="1 start, 2 trials")
@@ -90,9 +94,21 @@ def main(argv: list[str] | None = None) -> int:
     print(machine_header("Ray start and per-trial overhead"))
 
     starts = ray_start_times(args.starts)
-    rows = [[i + 1, s["import_s"], s["init_s"], s["first_task_s"], s["init_s"] + s["first_task_s"], s["shutdown_s"]]
-            for i, s in enumerate(starts)]
-    print_table(["start", "import ray s", "ray.init s", "first task s", "init to ready s", "shutdown s"], rows)
+    rows = [
+        [
+            i + 1,
+            s["import_s"],
+            s["init_s"],
+            s["first_task_s"],
+            s["init_s"] + s["first_task_s"],
+            s["shutdown_s"],
+        ]
+        for i, s in enumerate(starts)
+    ]
+    print_table(
+        ["start", "import ray s", "ray.init s", "first task s", "init to ready s", "shutdown s"],
+        rows,
+    )
     ray_start = median([row[4] for row in rows])
 
     start_ray(num_cpus=2)
@@ -109,11 +125,21 @@ def main(argv: list[str] | None = None) -> int:
     per_trial = (result["seconds"] - training) / trials
     files = (in_run_seed - training) / trials
     print_table(
-        ["trials", "Tune s", "training s (sum)", "per trial overhead s", "of which files + Parquet s", "of which start + report s"],
+        [
+            "trials",
+            "Tune s",
+            "training s (sum)",
+            "per trial overhead s",
+            "of which files + Parquet s",
+            "of which start + report s",
+        ],
         [[trials, result["seconds"], training, per_trial, files, per_trial - files]],
     )
-    print(f"target ray start <= {START_TARGET_S} s: {'met' if ray_start <= START_TARGET_S else 'not met'}; "
-          f"per trial <= {TRIAL_TARGET_S} s: {'met' if per_trial <= TRIAL_TARGET_S else 'not met'}")
+    print(
+        f"target ray start <= {START_TARGET_S} s: "
+        f"{'met' if ray_start <= START_TARGET_S else 'not met'}; "
+        f"per trial <= {TRIAL_TARGET_S} s: {'met' if per_trial <= TRIAL_TARGET_S else 'not met'}"
+    )
     print(f"ray_start_s={ray_start:.2f}")
     print(f"per_trial_overhead_s={per_trial:.2f}")
     return 0

@@ -2,7 +2,7 @@
 # A real multi-node Ray cluster on one machine, for tests and demos.
 #
 #   cluster/local.sh up N        head (0 CPUs) + N worker nodes, each its own raylet
-#   cluster/local.sh status      nodes this script started, and `ray status`
+#   cluster/local.sh status      nodes this script started and how many the GCS sees alive
 #   cluster/local.sh kill I      kill worker node I (1..N) at once, as if its machine died
 #   cluster/local.sh down        stop every node this script started; leave no Ray process
 #
@@ -19,6 +19,10 @@
 #   ABLATE_WORKER_CPUS   CPUs per worker node           (default 1)
 #   ABLATE_WORKER_GPUS   GPUs per worker node           (default 0)
 #   ABLATE_OBJECT_STORE_MB  object store per node       (default 200)
+#   RAY_AUTH_MODE        token (default) or disabled. Ray 2.60 turns token authentication on
+#                        by itself once ~/.ray/auth_token exists, and a driver then gets in only
+#                        with RAY_AUTH_MODE=token in its own environment: `up` prints it with
+#                        the address. All nodes and drivers of this machine share that file.
 #
 # Ports of node i (0 = head, 1..N = workers), from P = ABLATE_CLUSTER_PORT:
 #   P gcs, P+2 dashboard (head only); node i: P+10+10i node manager, +1 object
@@ -34,6 +38,7 @@ WORKER_CPUS="${ABLATE_WORKER_CPUS:-1}"
 WORKER_GPUS="${ABLATE_WORKER_GPUS:-0}"
 OBJECT_STORE_BYTES=$(( ${ABLATE_OBJECT_STORE_MB:-200} * 1024 * 1024 ))
 IP="127.0.0.1"
+export RAY_AUTH_MODE="${RAY_AUTH_MODE:-token}"
 RAY_TMP="$DIR/ray"
 NODES="$DIR/nodes"
 START_TIMEOUT_S=60
@@ -47,7 +52,7 @@ usage() {
 
 # Ports of node $1, as `ray start` options.
 node_ports() {
-    local i="$1" base=$(( PORT + 10 + 10 * $1 )) workers=$(( PORT + 1000 + 200 * $1 ))
+    local base=$(( PORT + 10 + 10 * $1 )) workers=$(( PORT + 1000 + 200 * $1 ))
     echo "--node-manager-port $base --object-manager-port $(( base + 1 ))" \
          "--dashboard-agent-listen-port $(( base + 2 ))" \
          "--dashboard-agent-grpc-port $(( base + 3 ))" \
@@ -87,7 +92,8 @@ wait_for_nodes() {
     return 1
 }
 
-# Alive nodes as the GCS sees them (no dashboard needed).
+# Alive nodes as the GCS sees them. Ray's own GCS client (internal API, pinned Ray version):
+# unlike ray.init() it registers no job per poll and needs no dashboard.
 gcs_nodes() {
     python - "$IP:$PORT" <<'EOF' 2>/dev/null || echo 0
 import sys
@@ -105,6 +111,7 @@ cmd_up() {
         die "a cluster is already up in $DIR (run 'down' first)"
     fi
     mkdir -p "$NODES" "$RAY_TMP"
+    echo "$PORT" > "$DIR/port"
     # shellcheck disable=SC2046
     start_node head --head --port "$PORT" --include-dashboard false \
         --dashboard-port $(( PORT + 2 )) --num-cpus "$HEAD_CPUS" --num-gpus 0 $(node_ports 0)
@@ -117,9 +124,8 @@ cmd_up() {
         # One at a time: nodes sharing the temp dir pick their socket names in turn.
         wait_for_nodes $(( i + 1 )) || { cmd_down; exit 1; }
     done
-    echo "$IP:$PORT" > "$DIR/address"
     echo "Ray cluster up: head (${HEAD_CPUS} CPUs) + $workers worker nodes (${WORKER_CPUS} CPUs each)"
-    echo "export RAY_ADDRESS=$IP:$PORT"
+    echo "export RAY_ADDRESS=$IP:$PORT RAY_AUTH_MODE=$RAY_AUTH_MODE"
 }
 
 # Pids of the process trees under the given pids. Ray workers call setsid, so they leave
@@ -185,7 +191,7 @@ cmd_down() {
     # Snapshot first: once a raylet exits, its workers are re-parented and lose the link.
     mapfile -t pids < <(cluster_pids)
     stop_pids "${ABLATE_STOP_GRACE_S:-5}" "${pids[@]}"
-    rm -f "$NODES"/*.pid "$DIR/address"
+    rm -f "$NODES"/*.pid "$DIR/port"
     sleep 0.5
     left="$(for pid in "${pids[@]}" $(pgrep -f -- "$RAY_TMP/"); do
                 if running "$pid"; then echo "$pid"; fi; done)"
@@ -202,6 +208,8 @@ cmd_status() {
         echo "no cluster up in $DIR"
         return 0
     fi
+    # The port the cluster was started with, whatever the environment says now.
+    [[ -f "$DIR/port" ]] && PORT="$(cat "$DIR/port")"
     for pidfile in "$NODES"/*.pid; do
         name="$(basename "$pidfile" .pid)"
         if running "$(cat "$pidfile")"; then
@@ -211,7 +219,7 @@ cmd_status() {
         fi
     done
     echo "alive nodes (GCS): $(gcs_nodes)"
-    echo "export RAY_ADDRESS=$IP:$PORT"
+    echo "export RAY_ADDRESS=$IP:$PORT RAY_AUTH_MODE=$RAY_AUTH_MODE"
 }
 
 case "${1:-}" in

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ablate.config import GridConfig
 from ablate.engine.lock import StudyLock
-from ablate.engine.progress import ProgressPrinter, format_duration
+from ablate.engine.messages import format_duration, plural
 from ablate.engine.resume import Plan, check_compatible
 from ablate.errors import UserError
 from ablate.store import ResultStore, StudyLocation, check_writable, resolve_study
@@ -39,6 +39,7 @@ class Study:
 
 
 def default_study_dir(grid: GridConfig) -> str:
+    """runs/<study name>, relative to the working directory."""
     return str(Path("runs") / grid.study)
 
 
@@ -77,23 +78,27 @@ def prepare_study(grid_path: str, out: str | None, resume: bool) -> Study:
     elif resume:
         print(f"--resume: no study at {location.uri} yet; starting it", flush=True)
     data = load_data(grid.data)
-    store = ResultStore(location, study=grid.study)
     plan = Plan(
         variants=[variant.name for variant in variants],
         seeds=grid.protocol.seed_list(),
-        finished=store.completed(),
+        finished=ResultStore(location, study=grid.study).completed(),
     )
     run_configs = {v.name: grid.run_config(v.recipe).model_dump_json() for v in variants}
     return Study(grid=grid, location=location, run_configs=run_configs, data=data, plan=plan)
 
 
 def write_study_files(study: Study) -> None:
-    """grid.yaml (the resolved grid as run) and dataset.json (cleaning report, categories)."""
+    """grid.yaml (the resolved grid as run) and dataset.json (cleaning report, categories).
+
+    Unchanged files are left alone, so their times still tell when the study last changed.
+    """
     from ablate.grid import dump_grid
 
-    study.location.write_text(dump_grid(study.grid), GRID_FILE)
     dataset = {**study.data.report.to_dict(), "categories": list(study.data.categories)}
-    study.location.write_text(json.dumps(dataset, indent=2), DATASET_FILE)
+    files = {GRID_FILE: dump_grid(study.grid), DATASET_FILE: json.dumps(dataset, indent=2)}
+    for name, text in files.items():
+        if study.location.read_text(name) != text:
+            study.location.write_text(text, name)
 
 
 def train_pending(study: Study, address: str | None, max_concurrent: int | None) -> dict[str, str]:
@@ -101,6 +106,7 @@ def train_pending(study: Study, address: str | None, max_concurrent: int | None)
     import os
 
     from ablate.engine.driver import ray_connection, run_trials, versions
+    from ablate.engine.progress import ProgressPrinter
     from ablate.engine.trainable import TrialSetup
 
     pending = study.plan.pending()
@@ -157,6 +163,18 @@ def _prune(study: Study) -> None:
         return
     print("pruning sensitivity ...", flush=True)
     prune_study(study.location.uri, pruning)
+
+
+def summary_is_current(location: StudyLocation) -> bool:
+    """True when summary/report.html is newer than every result and the grid (local studies)."""
+    if not location.local:
+        return False
+    report = location.local_path("summary", "report.html")
+    if not report.is_file():
+        return False
+    inputs = [*location.local_path("results").rglob("*.parquet"), location.local_path(GRID_FILE)]
+    newest = max((path.stat().st_mtime for path in inputs if path.exists()), default=0.0)
+    return report.stat().st_mtime >= newest
 
 
 def _summarize(study: Study) -> bool:
@@ -228,10 +246,14 @@ def run_command(
     _check_address(address)
     check_writable(study.location)
     with StudyLock(study.location):
+        # Read again under the lock: what is finished now is what this run may skip.
+        finished = ResultStore(study.location, study=study.grid.study).completed()
+        study.plan = replace(study.plan, finished=finished)
         write_study_files(study)
         plan = study.plan
         print(
-            f"study {study.grid.study}: {len(plan.variants)} variants x {len(plan.seeds)} seeds "
+            f"study {study.grid.study}: {plural(len(plan.variants), 'variant')} x "
+            f"{plural(len(plan.seeds), 'seed')} "
             f"= {plan.total} runs -> {study.location.uri}",
             flush=True,
         )
@@ -246,7 +268,11 @@ def run_command(
         else:
             _prune(study)  # finishes an analysis a killed run left behind; no-op otherwise
         missing = report_runs(study)
-        summarized = _summarize(study)
+        if summary_is_current(study.location):
+            print(f"summary is up to date: {study.location.path('summary')}", flush=True)
+            summarized = True
+        else:
+            summarized = _summarize(study)
     print(f"done in {format_duration(time.monotonic() - began)}: {study.location.uri}", flush=True)
     if errors or missing or not summarized:
         for variant, error in errors.items():

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from importlib.metadata import version
 
 from ablate.config import Resources
+from ablate.engine.messages import short_error
 from ablate.engine.progress import ProgressPrinter
 from ablate.engine.trainable import TrialSetup, train_variant
 from ablate.errors import UserError
@@ -175,6 +176,8 @@ def run_trials(
         param_space={"variant": tune.grid_search(list(pending))},
         tune_config=tune.TuneConfig(
             max_concurrent_trials=max_concurrent,
+            # A finished trial's worker (torch already imported) starts the next variant.
+            reuse_actors=True,
             trial_name_creator=lambda trial: f"{trial.config['variant']}_{trial.trial_id}",
             trial_dirname_creator=lambda trial: trial.trial_id,
         ),
@@ -199,6 +202,5 @@ def run_trials(
     for result in results:
         if result.error is not None:
             variant = (result.config or {}).get("variant", "?")
-            lines = [line for line in str(result.error).strip().splitlines() if line.strip()]
-            errors[variant] = lines[-1] if lines else type(result.error).__name__
+            errors[variant] = short_error(str(result.error))
     return TuneOutcome(errors=errors, seconds=time.monotonic() - began)

@@ -10,21 +10,12 @@ from __future__ import annotations
 import math
 import sys
 import time
+from pathlib import Path
 from typing import TextIO
 
 from ray.tune import Callback
 
-
-def format_duration(seconds: float) -> str:
-    """12 -> '12s', 95 -> '1m35s', 3720 -> '1h02m'."""
-    if not math.isfinite(seconds):
-        return "?"
-    seconds = round(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+from ablate.engine.messages import format_duration, short_error
 
 
 def _dice(value: float | None) -> str:
@@ -78,11 +69,7 @@ class ProgressPrinter(Callback):
         )
 
     def on_trial_error(self, iteration: int, trials: list, trial: object, **info: object) -> None:
-        where = getattr(trial, "error_file", None)
-        details = f" (details: {where})" if where else ""
-        self._print(
-            f"error: trial {trial.config.get('variant')} failed: {_error_text(trial)}{details}"
-        )
+        self._print(f"error: trial {trial.config.get('variant')} failed: {_error_text(trial)}")
 
     def on_trial_recover(self, iteration: int, trials: list, trial: object, **info: object) -> None:
         self._print(
@@ -92,12 +79,13 @@ class ProgressPrinter(Callback):
 
 
 def _error_text(trial: object) -> str:
-    """The last line of a trial's error: the exception, without Ray's traceback."""
+    """One line for a trial's error (its error file when Tune has not attached it yet)."""
+    text = ""
     try:
         error = trial.get_error()
-    except Exception:
-        error = None
-    if error is None:
-        return "unknown error"
-    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-    return lines[-1] if lines else type(error).__name__
+        text = str(error) if error is not None else ""
+        if not text and getattr(trial, "error_file", None):
+            text = Path(trial.error_file).read_text()
+    except (OSError, AttributeError):
+        pass
+    return short_error(text)

@@ -19,6 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,9 @@ import pandas as pd
 from ablate.config import RunConfig
 from ablate.store import ResultStore, path_segment
 from ablate.store.parquet import run_file_name
+
+if TYPE_CHECKING:
+    from ablate.train.run import RunResult
 
 PROGRESS_FILE = "progress.json"
 RESULT_TABLES = ("image_metrics", "class_metrics", "history")
@@ -43,8 +47,9 @@ class TrialSetup:
         seeds: the study's seeds, in the order they run.
         cpus: CPUs of one trial, passed to the training run (threads, loader workers).
         crash_flag: TEST HOOK. Path of a flag file; when it exists, the first trial that
-            finds it after finishing a seed deletes it and SIGKILLs its own worker process in
-            the middle of the next seed (after that seed's tables, before its runs file).
+            finds it after finishing a seed renames it to `<flag>.fired` (holding the time)
+            and SIGKILLs its own worker process in the middle of the next seed (after that
+            seed's tables, before its runs file).
             Used by tests/engine to check that retried trials continue without duplicates;
             set through the ABLATE_TEST_CRASH_FLAG environment variable of the driver.
     """
@@ -66,27 +71,21 @@ def macro_dice(class_metrics: pd.DataFrame) -> float:
 
 
 def _node_id() -> str:
+    """The Ray node running this run; empty outside Ray (a direct call)."""
     import ray
 
-    try:
-        return ray.get_runtime_context().get_node_id()
-    except Exception:  # outside Ray (direct calls in tests) there is no node
-        return ""
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
 
 
 def runs_row(
-    config: RunConfig, result: object, started: pd.Timestamp, setup: TrialSetup
+    config: RunConfig, result: RunResult, started: pd.Timestamp, setup: TrialSetup
 ) -> pd.DataFrame:
     """The one-row runs table of a finished run (see docs/ARCHITECTURE.md "Study directory")."""
-    best_epoch = getattr(result, "best_epoch", None)
-    split = getattr(result, "early_stopping_split", None) or (
-        "test" if config.protocol.early_stops_on_test else "val"
-    )
     row = {
         "status": result.status,
         "error": result.error,
         "epochs": int(result.epochs),
-        "best_epoch": pd.array([best_epoch], dtype="Int64"),
+        "best_epoch": pd.array([result.best_epoch], dtype="Int64"),
         "duration_s": float(result.duration_s),
         "node": _node_id(),
         "hostname": socket.gethostname(),
@@ -94,7 +93,7 @@ def runs_row(
         "torch_version": setup.versions.get("torch", ""),
         "ray_version": setup.versions.get("ray", ""),
         "config": config.model_dump_json(),
-        "early_stopping_split": split,
+        "early_stopping_split": result.early_stopping_split,
         "started_at": started,
         "finished_at": pd.Timestamp.now(tz="UTC"),
     }
@@ -105,13 +104,16 @@ def runs_row(
 
 
 def _crash_now(setup: TrialSetup, seeds_run: int) -> bool:
-    """TEST HOOK (see TrialSetup.crash_flag): claim the flag file by deleting it."""
+    """TEST HOOK (see TrialSetup.crash_flag): claim the flag by renaming it (atomic, so only
+    one trial fires) to `<flag>.fired`, which then holds the time of the kill."""
     if setup.crash_flag is None or seeds_run < 1:
         return False
+    fired = f"{setup.crash_flag}.fired"
     try:
-        os.remove(setup.crash_flag)
+        os.rename(setup.crash_flag, fired)
     except FileNotFoundError:
         return False
+    Path(fired).write_text(pd.Timestamp.now(tz="UTC").isoformat())
     return True
 
 

@@ -11,6 +11,7 @@ from ablate.report import plots, stats
 from ablate.report.load import Study, load_study, run_status
 from ablate.report.page import Figures, build_report
 from ablate.report.predictions import sample_predictions
+from ablate.report.remote import local_study
 from ablate.report.summary import Summary, compute_summary, write_tables
 
 
@@ -68,7 +69,11 @@ def summarize_command(study_dir: str, metric: str = "dice") -> None:
     """
     if metric not in stats.METRICS:
         raise UserError(f"--metric {metric!r} is not one of {', '.join(stats.METRICS)}")
-    study = load_study(study_dir)
+    with local_study(study_dir) as folder:
+        _summarize(load_study(folder), metric)
+
+
+def _summarize(study: Study, metric: str) -> None:
     status = run_status(study)
     summary = compute_summary(study, metric)
     out = study.path / "summary"

@@ -59,7 +59,9 @@ def free_port_base(workers: int) -> int:
 
 def _process_table() -> dict[int, tuple[int, str]]:
     """pid -> (parent pid, state) of every process, zombies excluded (they have exited)."""
-    out = subprocess.run(["ps", "-eo", "pid=,ppid=,stat="], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["ps", "-eo", "pid=,ppid=,stat="], capture_output=True, text=True, check=True
+    )
     table = {}
     for line in out.stdout.splitlines():
         pid, ppid, stat = line.split()
@@ -81,7 +83,13 @@ class LocalCluster:
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-        env.update(ABLATE_CLUSTER_DIR=str(self.dir), ABLATE_CLUSTER_PORT=str(self.port), **extra)
+        # Token auth as local.sh sets it: drivers must ask for it (Ray 2.60, see local.sh).
+        env.update(
+            ABLATE_CLUSTER_DIR=str(self.dir),
+            ABLATE_CLUSTER_PORT=str(self.port),
+            RAY_AUTH_MODE="token",
+            **extra,
+        )
         return env
 
     def script(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
@@ -181,7 +189,9 @@ resources: {{cpu: 1, gpu: 0}}
     return path
 
 
-def _run_ablate(*args: str, env: dict[str, str], cwd: Path, timeout: float = 400) -> subprocess.CompletedProcess:
+def _run_ablate(
+    *args: str, env: dict[str, str], cwd: Path, timeout: float = 400
+) -> subprocess.CompletedProcess:
     """`ablate ARGS` in a subprocess (keeps this process's Ray, if any, untouched)."""
     return subprocess.run(
         [sys.executable, "-m", "ablate.cli", *args],
@@ -205,16 +215,16 @@ def _assert_each_run_once(tables: dict[str, pd.DataFrame], expected: set[tuple[s
         assert duplicated.empty, f"table {name}: rows written twice:\n{duplicated[keys]}"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def write_grid():
     return _write_grid
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def run_ablate():
     return _run_ablate
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def assert_each_run_once():
     return _assert_each_run_once

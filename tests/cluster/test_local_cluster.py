@@ -37,8 +37,14 @@ def test_study_spreads_over_worker_nodes(
     study = tmp_path / "study"
 
     result = run_ablate(
-        "run", str(grid), "--address", cluster.address, "--out", str(study),
-        env=cluster.env(), cwd=tmp_path,
+        "run",
+        str(grid),
+        "--address",
+        cluster.address,
+        "--out",
+        str(study),
+        env=cluster.env(),
+        cwd=tmp_path,
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
@@ -69,10 +75,25 @@ def test_study_survives_losing_a_worker_node(
     cluster.up()
     grid = write_grid(tmp_path / "grid.yaml", "cluster-node-loss", seeds=3, epochs=2)
     study = tmp_path / "study"
-    command = [sys.executable, "-m", "ablate.cli", "run", str(grid),
-               "--address", cluster.address, "--out", str(study)]
-    with subprocess.Popen(command, env=cluster.env(), cwd=tmp_path, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True) as driver:
+    command = [
+        sys.executable,
+        "-m",
+        "ablate.cli",
+        "run",
+        str(grid),
+        "--address",
+        cluster.address,
+        "--out",
+        str(study),
+    ]
+    with subprocess.Popen(
+        command,
+        env=cluster.env(),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as driver:
         # Both trials are busy (one per 1-CPU node) until their first seeds finish; the
         # first stored run means both still have seeds to go when the node dies.
         _wait_for_first_run(study, driver, timeout=180)
@@ -101,8 +122,13 @@ def test_down_leaves_no_ray_process(cluster_factory) -> None:
         "import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False); "
         "print(ray.get(ray.remote(lambda: ray.get_runtime_context().get_node_id()).remote()))"
     )
-    result = subprocess.run([sys.executable, "-c", probe, cluster.address], env=cluster.env(),
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", probe, cluster.address],
+        env=cluster.env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.strip().splitlines()[-1]) == 56  # a node id, 28 bytes in hex
     cluster.assert_down_leaves_nothing()

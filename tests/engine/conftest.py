@@ -32,18 +32,14 @@ TINY_GRID: dict[str, Any] = {
     "ablations": {"swap": {"norm": ["none"]}},
     "resources": {"cpu": 1, "gpu": 0, "max_failures": 2},
 }
+PRUNING = {"methods": ["l1_unstructured"], "scopes": ["global"], "amounts": [0.5]}
+"""The finished study also runs the (smallest) pruning analysis after training."""
 
 
-def write_grid(folder: Path, data_root: Path, name: str = "grid.yaml", **changes: Any) -> Path:
-    """Write TINY_GRID on `data_root` with top-level sections replaced or deep-updated.
-
-    `changes` maps a dotted key ("protocol.seeds", "baseline.train.lr") to its value; the
-    value None removes the key.
-    """
-    grid = copy.deepcopy(TINY_GRID)
-    grid["data"] = {"root": str(data_root)}
+def _apply(grid: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """Set dotted keys ("protocol.seeds", "baseline.train.lr"); the value None removes one."""
     for dotted, value in changes.items():
-        *parents, leaf = dotted.replace("__", ".").split(".")
+        *parents, leaf = dotted.split(".")
         node = grid
         for key in parents:
             node = node.setdefault(key, {})
@@ -51,8 +47,23 @@ def write_grid(folder: Path, data_root: Path, name: str = "grid.yaml", **changes
             node.pop(leaf, None)
         else:
             node[leaf] = value
+    return grid
+
+
+def write_grid(folder: Path, data_root: Path, name: str = "grid.yaml", **changes: Any) -> Path:
+    """Write TINY_GRID on `data_root` with `changes` applied (see `_apply`)."""
+    grid = copy.deepcopy(TINY_GRID)
+    grid["data"] = {"root": str(data_root)}
     path = folder / name
-    path.write_text(yaml.safe_dump(grid, sort_keys=False))
+    path.write_text(yaml.safe_dump(_apply(grid, changes), sort_keys=False))
+    return path
+
+
+def derive_grid(source: Path, folder: Path, name: str = "derived.yaml", **changes: Any) -> Path:
+    """A copy of the grid file `source` with `changes` applied (see `_apply`)."""
+    grid = yaml.safe_load(source.read_text())
+    path = folder / name
+    path.write_text(yaml.safe_dump(_apply(grid, changes), sort_keys=False))
     return path
 
 
@@ -62,15 +73,21 @@ def grid_writer() -> Callable[..., Path]:
     return write_grid
 
 
+@pytest.fixture
+def grid_deriver() -> Callable[..., Path]:
+    """`derive_grid` for the tests."""
+    return derive_grid
+
+
 @pytest.fixture(scope="module")
 def finished_study(
     tmp_path_factory: pytest.TempPathFactory, synthetic_root: Path, ray_session: object
 ) -> tuple[Path, Path]:
-    """(grid path, study dir) of the tiny study (2 variants x 2 seeds), run once."""
+    """(grid path, study dir) of the tiny study (2 variants x 2 seeds, pruned), run once."""
     from ablate.engine.commands import run_command
 
     folder = tmp_path_factory.mktemp("study")
-    grid = write_grid(folder, synthetic_root)
+    grid = write_grid(folder, synthetic_root, pruning=PRUNING)
     study = folder / "out"
     run_command(str(grid), out=str(study))
     return grid, study

@@ -27,6 +27,8 @@ ROW_KEYS = {
     "history": ["epoch"],
 }
 """Besides (variant, seed), what identifies a row of each table."""
+LONGER_STUDY = {"protocol.seeds": [0, 1, 2, 3, 4], "baseline.train.epochs": 2}
+"""For the tests that stop a running command: 10 runs, so it is still busy when stopped."""
 
 
 def _assert_each_run_once(study: Path, pairs: set[tuple[str, int]]) -> None:
@@ -98,8 +100,9 @@ def test_killed_worker_is_retried_without_duplicates(
     study = tmp_path / "out"
     _assert_each_run_once(study, {("baseline", s) for s in (0, 1, 2)})
     runs = pd.read_parquet(study / "results" / "runs").set_index("seed")
-    # Seed 0 finished before the kill and was kept: it ended before the retried seed began.
-    assert runs.loc[0, "finished_at"] < runs.loc[1, "started_at"]
+    killed_at = pd.Timestamp(Path(f"{flag}.fired").read_text())
+    # Seed 0 finished before the kill and was kept; seed 1, killed midway, was run again.
+    assert runs.loc[0, "finished_at"] < killed_at < runs.loc[1, "started_at"]
     assert (runs["status"] == "ok").all()
 
 
@@ -108,7 +111,7 @@ def test_killed_worker_is_retried_without_duplicates(
 def test_killed_command_then_rerun_completes_the_study(
     grid_writer: Callable[..., Path], tmp_path: Path, synthetic_root: Path, ray_session: object
 ) -> None:
-    grid = grid_writer(tmp_path, synthetic_root, **{"protocol.seeds": [0, 1, 2]})
+    grid = grid_writer(tmp_path, synthetic_root, **LONGER_STUDY)
     study = tmp_path / "out"
     runs = study / "results" / "runs"
     command = [sys.executable, "-m", "ablate.cli", "run", str(grid), "--out", str(study)]
@@ -130,10 +133,11 @@ def test_killed_command_then_rerun_completes_the_study(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(child.pid, signal.SIGKILL)
     finished = len(list(runs.glob("variant=*")))
-    assert finished < 6, "the study finished before the kill; nothing was tested"
+    assert finished < 10, "the study finished before the kill; nothing was tested"
     assert (study / LOCK_NAME).exists()  # left behind by the killed run, taken over below
     run_command(str(grid), out=str(study))
-    _assert_each_run_once(study, {(v, s) for v in ("baseline", "norm=none") for s in (0, 1, 2)})
+    pairs = {(v, s) for v in ("baseline", "norm=none") for s in LONGER_STUDY["protocol.seeds"]}
+    _assert_each_run_once(study, pairs)
 
 
 def test_unreachable_address_exits_2_and_writes_nothing(
@@ -156,3 +160,69 @@ def test_unreachable_address_exits_2_and_writes_nothing(
     assert result.returncode == 2, result.stderr
     assert "--address 127.0.0.1:1" in result.stderr and "Traceback" not in result.stderr
     assert not study.exists()
+
+
+@pytest.mark.ray
+def test_trial_failing_beyond_retries_exits_1_and_rerun_finishes(
+    grid_writer: Callable[..., Path],
+    tmp_path: Path,
+    synthetic_root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    ray_session: object,
+) -> None:
+    changes = {"protocol.seeds": [0, 1], "resources.max_failures": 0}
+    grid = grid_writer(tmp_path, synthetic_root, ablations=None, **changes)
+    flag = tmp_path / "crash-once"
+    flag.write_text("")
+    monkeypatch.setenv(CRASH_FLAG_ENV, str(flag))
+    with pytest.raises(SystemExit) as exit_info:
+        run_command(str(grid), out=str(tmp_path / "out"))
+    assert exit_info.value.code == 1
+    captured = capsys.readouterr()
+    assert "error: trial baseline failed" in captured.out
+    assert "1 run(s) did not finish" in captured.err
+    assert not (tmp_path / "out" / LOCK_NAME).exists()
+    monkeypatch.delenv(CRASH_FLAG_ENV)
+    run_command(str(grid), out=str(tmp_path / "out"))
+    assert "skipping 1 finished run(s); 1 to run" in capsys.readouterr().out
+    _assert_each_run_once(tmp_path / "out", {("baseline", 0), ("baseline", 1)})
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_second_run_refused_then_ctrl_c_stops_ray_and_frees_the_lock(
+    grid_writer: Callable[..., Path], tmp_path: Path, synthetic_root: Path
+) -> None:
+    grid = grid_writer(tmp_path, synthetic_root, **LONGER_STUDY)
+    study = tmp_path / "out"
+    command = [sys.executable, "-m", "ablate.cli", "run", str(grid), "--out", str(study)]
+    child = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not any((study / "results" / "runs").glob("variant=*")):
+            assert child.poll() is None and time.monotonic() < deadline, "no run finished"
+            time.sleep(0.2)
+        # A second run on the same study is refused and leaves the first one alone.
+        with pytest.raises(UserError, match=rf"in use by another `ablate run` \(pid {child.pid}"):
+            run_command(str(grid), out=str(study))
+        assert child.poll() is None
+        assert LockOwner.from_json((study / LOCK_NAME).read_text()).pid == child.pid
+        child.send_signal(signal.SIGINT)
+        _, stderr = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 130, stderr
+    assert "interrupted" in stderr
+    assert not (study / LOCK_NAME).exists()
+    # ray.shutdown() ended the local instance: nothing of the command's session survives.
+    time.sleep(2)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(child.pid, 0)

@@ -63,6 +63,8 @@ def test_every_run_is_stored_where_the_contract_says(finished_study: tuple[Path,
             checkpoints = study / "checkpoints" / variant / f"seed={seed}"
             assert (checkpoints / "initial.pt").is_file() and (checkpoints / "best.pt").is_file()
             assert any((study / "tensorboard" / variant / f"seed={seed}").rglob("*"))
+    pruning = pd.read_parquet(study / "results" / "pruning")  # the grid enables pruning
+    assert pruning.groupby(["variant", "seed"]).ngroups == 4
     assert (study / "grid.yaml").is_file()
     assert not (study / "study.lock").exists()
     assert (study / "summary").is_dir()
@@ -82,17 +84,16 @@ def test_rerun_recomputes_nothing(
 
 
 def test_added_seed_runs_only_the_new_pairs(
-    grid_writer: Callable[..., Path],
+    grid_deriver: Callable[..., Path],
     finished_study: tuple[Path, Path],
     tmp_path: Path,
-    synthetic_root: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     _, original = finished_study
     study = tmp_path / "out"
     shutil.copytree(original, study)
     before = _mtimes(study)
-    grid = grid_writer(tmp_path, synthetic_root, **{"protocol.seeds": [0, 1, 2]})
+    grid = grid_deriver(finished_study[0], tmp_path, **{"protocol.seeds": [0, 1, 2]})
     capsys.readouterr()
     run_command(str(grid), out=str(study), resume=True)
     assert "skipping 4 finished run(s); 2 to run" in capsys.readouterr().out
@@ -105,34 +106,40 @@ def test_added_seed_runs_only_the_new_pairs(
 
 
 def test_changed_grid_is_refused_naming_the_key(
-    grid_writer: Callable[..., Path],
+    grid_deriver: Callable[..., Path],
     finished_study: tuple[Path, Path],
     tmp_path: Path,
-    synthetic_root: Path,
 ) -> None:
     _, study = finished_study
     before = _mtimes(study)
-    grid = grid_writer(tmp_path, synthetic_root, **{"baseline.train.lr": 0.5})
+    grid = grid_deriver(finished_study[0], tmp_path, **{"baseline.train.lr": 0.5})
     with pytest.raises(UserError, match=r"baseline\.train\.lr"):
         run_command(str(grid), out=str(study))
-    removed = grid_writer(tmp_path, synthetic_root, name="fewer.yaml", **{"protocol.seeds": [0]})
+    removed = grid_deriver(finished_study[0], tmp_path, "fewer.yaml", **{"protocol.seeds": [0]})
     with pytest.raises(UserError, match=r"protocol\.seeds"):
         run_command(str(removed), out=str(study))
     assert _mtimes(study) == before
 
 
-def test_diverged_variant_is_recorded_and_others_finish(
-    grid_writer: Callable[..., Path], tmp_path: Path, synthetic_root: Path, ray_session: object
+def test_diverged_and_failed_runs_are_recorded_and_others_finish(
+    grid_writer: Callable[..., Path],
+    tmp_path: Path,
+    synthetic_root: Path,
+    ray_session: object,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    variants = {
+        "huge-lr": {"lr": 1.0e6, "norm": "none"},  # NaN loss within the first epoch
+        "odd-size": {"image_size": 34},  # not a multiple of 2**depth: the model raises
+    }
     grid = grid_writer(
-        tmp_path,
-        synthetic_root,
-        **{
-            "protocol.seeds": [0],
-            "ablations": {"variants": {"huge-lr": {"lr": 1.0e6, "norm": "none"}}},
-        },
+        tmp_path, synthetic_root, **{"protocol.seeds": [0], "ablations": {"variants": variants}}
     )
-    run_command(str(grid), out=str(tmp_path / "out"))
+    run_command(str(grid), out=str(tmp_path / "out"))  # returns: the study completed
     runs = ResultStore(tmp_path / "out").read("runs").set_index("variant")
     assert runs.loc["baseline", "status"] == "ok"
     assert runs.loc["huge-lr", "status"] == "diverged", runs.loc["huge-lr", "error"]
+    assert runs.loc["odd-size", "status"] == "failed"
+    assert "divisible" in runs.loc["odd-size", "error"]
+    out = capsys.readouterr().out
+    assert "failed: odd-size seed 0: ValueError" in out and "diverged: huge-lr seed 0" in out

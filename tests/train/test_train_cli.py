@@ -88,6 +88,9 @@ def test_failed_run_exits_1_after_printing_its_status(
     assert "status: failed (ValueError: input size 16x16" in capsys.readouterr().out
 
 
+# About 7 s on an idle 2-core CPU; much longer when other jobs share the cores (671 PNGs
+# decoded, two torch threads).
+@pytest.mark.slow
 def test_train_on_the_real_sample(
     tmp_path: Path, sample_root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1,0 +1,93 @@
+"""Engine rules that need no Ray: resume compatibility, plans, addresses, messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ablate.config import GridConfig
+from ablate.engine.driver import _host_port
+from ablate.engine.messages import format_duration, short_error
+from ablate.engine.resume import Plan, changed_keys, check_compatible
+from ablate.errors import UserError
+
+BASE: dict[str, Any] = {
+    "study": "s",
+    "data": {"root": "/data"},
+    "protocol": {"seeds": 2},
+    "baseline": {"model": {"widths": [4, 8]}},
+    "ablations": {"swap": {"model.norm": ["none"]}},
+}
+
+
+def _grid(**changes: Any) -> GridConfig:
+    raw = {key: dict(value) if isinstance(value, dict) else value for key, value in BASE.items()}
+    raw.update(changes)
+    return GridConfig.model_validate(raw)
+
+
+def test_adding_seeds_variants_or_changing_resources_is_compatible() -> None:
+    more = _grid(
+        protocol={"seeds": [0, 1, 2]},
+        ablations={"swap": {"model.norm": ["none", "instance"]}},
+        resources={"cpu": 2, "max_concurrent": 1},
+    )
+    check_compatible(_grid(), more, "study")
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"baseline": {"model": {"widths": [4, 16]}}}, "baseline.model.widths"),
+        ({"data": {"root": "/other"}}, "data.root"),
+        ({"protocol": {"seeds": 2, "test_fraction": 0.3}}, "protocol.test_fraction"),
+        ({"protocol": {"seeds": [1]}}, "protocol.seeds (seeds [0] removed)"),
+        ({"ablations": {}}, "variant 'norm=none' removed"),
+        ({"study": "t"}, "study"),
+    ],
+)
+def test_other_changes_are_refused_naming_the_key(changes: dict[str, Any], named: str) -> None:
+    with pytest.raises(UserError, match="made from another grid") as error:
+        check_compatible(_grid(), _grid(**changes), "runs/s")
+    assert named in str(error.value)
+
+
+def test_changed_keys_ignores_resources() -> None:
+    assert changed_keys(_grid(), _grid(resources={"cpu": 4})) == []
+
+
+def test_plan_counts_and_pending() -> None:
+    finished = {("a", 0), ("a", 1), ("b", 1), ("x", 0)}  # ("x", 0): a variant since removed
+    plan = Plan(variants=["a", "b"], seeds=[0, 1], finished=finished)
+    assert plan.total == 4 and plan.skipped == 3
+    assert plan.pending() == {"b": [0]}
+
+
+@pytest.mark.parametrize(
+    ("address", "expected"),
+    [
+        ("10.0.0.1:6379", ("10.0.0.1", 6379)),
+        ("ray://head:10001", ("head", 10001)),
+        ("ray://head", ("head", 10001)),
+        ("auto", None),
+        ("local", None),
+    ],
+)
+def test_addresses_checked_before_joining(address: str, expected: tuple | None) -> None:
+    assert _host_port(address) == expected
+
+
+def test_messages() -> None:
+    assert format_duration(5) == "5s" and format_duration(95) == "1m35s"
+    assert format_duration(3720) == "1h02m" and format_duration(float("nan")) == "?"
+    ray_text = "Failure # 1\nThe actor died unexpectedly before finishing this task.\n..."
+    assert "worker process died" in short_error(ray_text)
+    assert short_error("Traceback\n  File x\nValueError: bad size") == "ValueError: bad size"
+
+
+def test_grids_in_repo_resolve_a_default_study_dir() -> None:
+    from ablate.engine.commands import default_study_dir
+
+    assert default_study_dir(_grid()) == str(Path("runs") / "s")
