@@ -248,7 +248,8 @@ class TrialCpuSampler:
     """CPU seconds used by Ray trial processes (ray::ImplicitFunc) below this process.
 
     Samples every `interval` s in a thread and keeps each process's last value, so trials that
-    exit between samples lose at most one interval of their CPU time.
+    exit between samples lose at most one interval of their CPU time. Processes alive before
+    the block (Ray keeps idle workers for reuse) count only what they used during it.
     """
 
     def __init__(self, interval: float = 0.5) -> None:
@@ -256,6 +257,7 @@ class TrialCpuSampler:
 
         self.interval = interval
         self.ticks: dict[int, int] = {}
+        self.before = {pid: cpu_ticks(pid) for pid in descendants(os.getpid())}
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -280,4 +282,5 @@ class TrialCpuSampler:
 
     @property
     def seconds(self) -> float:
-        return sum(self.ticks.values()) / os.sysconf("SC_CLK_TCK")
+        used = sum(ticks - self.before.get(pid, 0) for pid, ticks in self.ticks.items())
+        return used / os.sysconf("SC_CLK_TCK")

@@ -15,6 +15,7 @@ Ray's start (see ray_overhead.py) nor the summary. speedup = median time at 1 / 
 from __future__ import annotations
 
 import argparse
+import resource
 import subprocess
 import sys
 import tempfile
@@ -48,23 +49,26 @@ for _ in range(STEPS):
 """
 
 
-def machine_speedup(steps: int) -> tuple[float, float, float]:
-    """(two processes one after the other s, two at once s, speedup) of a bare torch loop.
+def machine_speedup(steps: int) -> list[float]:
+    """A bare torch loop in two processes, one after the other then at once.
 
     No Ray, no engine: the ceiling this machine allows right now (other users included).
+    Returns [sequential s, sequential CPU s, parallel s, parallel CPU s, speedup].
     """
 
-    def wall(count: int) -> float:
+    def wall(count: int) -> tuple[float, float]:
         code = CALIBRATION.replace("STEPS", str(steps))
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
         processes = [subprocess.Popen([sys.executable, "-c", code]) for _ in range(count)]
         if any(process.wait() != 0 for process in processes):
             raise RuntimeError("calibration process failed")
-        return time.perf_counter() - began
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        used = after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime
+        return time.perf_counter() - began, used
 
-    sequential = wall(1) + wall(1)
-    parallel = wall(2)
-    return sequential, parallel, sequential / parallel
+    first, second, parallel = wall(1), wall(1), wall(2)
+    sequential = first[0] + second[0]
+    return [sequential, first[1] + second[1], parallel[0], parallel[1], sequential / parallel[0]]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,13 +144,15 @@ def main(argv: list[str] | None = None) -> int:
         [
             "bare torch processes (no Ray)",
             "2 one after the other s",
+            "CPU s",
             "2 at once s",
+            "CPU s ",
             "machine speedup",
         ],
         [["same work per process", *calibration]],
     )
     print(
-        f"engine speedup / machine speedup = {speedup / calibration[2]:.2f} "
+        f"engine speedup / machine speedup = {speedup / calibration[-1]:.2f} "
         "(engine scaling efficiency)"
     )
     print(

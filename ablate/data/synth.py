@@ -253,15 +253,20 @@ def _cache_dir() -> Path:
     return Path(base) if base else Path.home() / ".cache" / "ablate"
 
 
+GENERATOR_VERSION = 1
+"""Bumped whenever the generator's output changes, so a stale cached dataset is never reused."""
+
+
 def synthetic_root(config: SyntheticConfig) -> Path:
     """The folder of the synthetic dataset `config` describes, generated on first use.
 
-    Lives in `$ABLATE_CACHE/synthetic/<per_class>-<size>-<seed>` (default cache
+    Lives in `$ABLATE_CACHE/synthetic/v<version>-<per_class>-<size>-<seed>` (default cache
     `~/.cache/ablate`). Generation writes to a temporary folder that is renamed into place,
     so a half-written dataset is never seen and two processes racing both end up reading
     one complete copy.
     """
-    target = _cache_dir() / "synthetic" / f"{config.per_class}-{config.size}-{config.seed}"
+    name = f"v{GENERATOR_VERSION}-{config.per_class}-{config.size}-{config.seed}"
+    target = _cache_dir() / "synthetic" / name
     if target.is_dir():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ablate.config import GridConfig
+from ablate.data.ebhi import SegmentationData
 from ablate.engine.lock import StudyLock
 from ablate.engine.messages import format_duration, plural
 from ablate.engine.resume import Plan, check_compatible
@@ -34,7 +35,7 @@ class Study:
     grid: GridConfig
     location: StudyLocation
     run_configs: dict[str, str]
-    data: object
+    data: SegmentationData
     plan: Plan
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from importlib.metadata import version
 
 from ablate.config import Resources
+from ablate.data.ebhi import SegmentationData
 from ablate.engine.messages import short_error
 from ablate.engine.progress import ProgressPrinter
 from ablate.engine.trainable import TrialSetup, train_variant
@@ -156,7 +157,7 @@ class TuneOutcome:
 
 def run_trials(
     setup: TrialSetup,
-    data: object,
+    data: SegmentationData,
     pending: dict[str, list[int]],
     resources: Resources,
     max_concurrent: int | None,

@@ -23,17 +23,20 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from ablate.config import RunConfig
 from ablate.store import ResultStore, path_segment
 from ablate.store.parquet import run_file_name
 
 if TYPE_CHECKING:
+    from ablate.data.ebhi import SegmentationData
     from ablate.train.run import RunResult
 
 PROGRESS_FILE = "progress.json"
 RESULT_TABLES = ("image_metrics", "class_metrics", "history")
 """Written before `runs`, which is written last and marks the run complete."""
+OUTPUT_FOLDERS = ("checkpoints", "tensorboard")
 
 
 @dataclass(frozen=True)
@@ -63,9 +66,9 @@ class TrialSetup:
     versions: dict[str, str] = field(default_factory=dict)
 
 
-def macro_dice(class_metrics: pd.DataFrame) -> float:
+def macro_dice(class_metrics: pd.DataFrame | None) -> float:
     """Mean Dice over the categories (or classes) of one run; NaN when it has none."""
-    if class_metrics.empty or "dice" not in class_metrics:
+    if class_metrics is None or class_metrics.empty or "dice" not in class_metrics:
         return float("nan")
     return float(np.nanmean(class_metrics["dice"].to_numpy(dtype=float)))
 
@@ -117,20 +120,22 @@ def _crash_now(setup: TrialSetup, seeds_run: int) -> bool:
     return True
 
 
-def run_seed(
-    store: ResultStore, setup: TrialSetup, data: object, variant: str, seed: int, seeds_run: int
-) -> tuple[str, float]:
-    """Train and evaluate one (variant, seed) and store its tables; returns (status, macro Dice)."""
+def _train_with_outputs(
+    store: ResultStore,
+    config: RunConfig,
+    data: SegmentationData,
+    variant: str,
+    seed: int,
+    cpus: int,
+) -> RunResult:
+    """execute_run with checkpoints and TensorBoard events under the study directory.
+
+    A local study is written in place; for a remote one (s3://...) the run writes to a
+    node-local scratch folder that is uploaded when the run ends.
+    """
     from ablate.train.run import RunOutputs, execute_run
 
-    config = RunConfig.model_validate_json(setup.run_configs[variant])
-    # Leftovers of an attempt that died before its runs file must not mix with this one.
-    store.delete_run(variant, seed)
-    started = pd.Timestamp.now(tz="UTC")
-    parts = {
-        name: (name, path_segment(variant), f"seed={seed}")
-        for name in ("checkpoints", "tensorboard")
-    }
+    parts = {name: (name, path_segment(variant), f"seed={seed}") for name in OUTPUT_FOLDERS}
     with tempfile.TemporaryDirectory(prefix="ablate-run-") as scratch:
         local = {
             name: store.location.local_path(*part) if store.location.local else Path(scratch, name)
@@ -141,9 +146,26 @@ def run_seed(
         outputs = RunOutputs(
             checkpoint_dir=local["checkpoints"], tensorboard_dir=local["tensorboard"]
         )
-        result = execute_run(config, data, seed, outputs=outputs, cpus=setup.cpus)
+        result = execute_run(config, data, seed, outputs=outputs, cpus=cpus)
         for name, part in parts.items():
             store.location.put_dir(local[name], *part)
+    return result
+
+
+def run_seed(
+    store: ResultStore,
+    setup: TrialSetup,
+    data: SegmentationData,
+    variant: str,
+    seed: int,
+    seeds_run: int,
+) -> tuple[str, float]:
+    """Train and evaluate one (variant, seed) and store its tables; returns (status, macro Dice)."""
+    config = RunConfig.model_validate_json(setup.run_configs[variant])
+    # Leftovers of an attempt that died before its runs file must not mix with this one.
+    store.delete_run(variant, seed)
+    started = pd.Timestamp.now(tz="UTC")
+    result = _train_with_outputs(store, config, data, variant, seed, setup.cpus)
     for table in RESULT_TABLES:
         frame = getattr(result, table)
         # An empty frame (failed run) would give its file a schema without the metric columns.
@@ -152,16 +174,13 @@ def run_seed(
     if _crash_now(setup, seeds_run):
         os.kill(os.getpid(), signal.SIGKILL)
     store.write("runs", variant, seed, runs_row(config, result, started, setup))
-    class_metrics = result.class_metrics if result.class_metrics is not None else pd.DataFrame()
-    return result.status, macro_dice(class_metrics)
+    return result.status, macro_dice(result.class_metrics)
 
 
 def _stored_dice(store: ResultStore, variant: str, seed: int) -> float:
     path = store.table_dir("class_metrics") + "/" + run_file_name(variant, seed)
     if not store.location.fs.get_file_info(path).is_file:
         return float("nan")
-    import pyarrow.parquet as pq
-
     return macro_dice(pq.read_table(path, filesystem=store.fs).to_pandas())
 
 
@@ -187,7 +206,7 @@ def _report(
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
-def train_variant(config: dict, *, data: object, setup: TrialSetup) -> None:
+def train_variant(config: dict, *, data: SegmentationData, setup: TrialSetup) -> None:
     """Tune function trainable: run the unfinished seeds of `config["variant"]` in order.
 
     The store decides what is finished (a runs file exists); the Tune checkpoint reported

@@ -11,7 +11,7 @@ from PIL import Image
 from ablate.config import SyntheticConfig
 from ablate.data import synth
 from ablate.data.ebhi import load_ebhi
-from ablate.data.synth import CATEGORY_STYLES, write_synthetic
+from ablate.data.synth import CATEGORY_STYLES, GENERATOR_VERSION, write_synthetic
 
 
 def file_bytes(root: Path) -> dict[str, bytes]:
@@ -70,12 +70,12 @@ def test_synthetic_root_generates_once_into_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("ABLATE_CACHE", str(tmp_path / "cache"))
     config = SyntheticConfig(per_class=2, size=32, seed=1)
     root = synth.synthetic_root(config)
-    assert root == tmp_path / "cache" / "synthetic" / "2-32-1"
+    assert root == tmp_path / "cache" / "synthetic" / f"v{GENERATOR_VERSION}-2-32-1"
     stamps = {path: path.stat().st_mtime_ns for path in root.rglob("*.png")}
     assert len(stamps) == 24
     assert synth.synthetic_root(config) == root
     assert {path: path.stat().st_mtime_ns for path in root.rglob("*.png")} == stamps
-    assert [path.name for path in root.parent.iterdir()] == ["2-32-1"]  # no staging left over
+    assert [path.name for path in root.parent.iterdir()] == [root.name]  # no staging left over
 
 
 def test_synthetic_root_survives_a_race(tmp_path, monkeypatch):
@@ -85,5 +85,5 @@ def test_synthetic_root_survives_a_race(tmp_path, monkeypatch):
         roots = list(pool.map(lambda _: synth.synthetic_root(config), range(2)))
     assert roots[0] == roots[1]
     assert len(list(roots[0].rglob("*.png"))) == 36
-    assert [path.name for path in roots[0].parent.iterdir()] == ["3-32-2"]
+    assert [path.name for path in roots[0].parent.iterdir()] == [roots[0].name]
     assert file_bytes(roots[0]) == file_bytes(write_synthetic(tmp_path / "ref", 3, 32, 2))

@@ -14,6 +14,7 @@ from ablate.config import TrainConfig
 from ablate.train.device import plan_device
 from ablate.train.evaluate import evaluate_loss, predict_counts
 from ablate.train.metrics import IMAGE_COLUMNS
+from ablate.train.tensorboard import overlays
 
 
 class FixedLogits(nn.Module):
@@ -89,3 +90,18 @@ def test_evaluate_loss_returns_device_tensors_without_sync() -> None:
     assert loss.dim() == 0 and dice.dim() == 0
     assert loss.item() == pytest.approx(0.0, abs=1e-6)
     assert dice.item() == pytest.approx(1.0)
+
+
+def test_overlays_mark_errors_at_native_resolution() -> None:
+    left_six = torch.zeros(1, 16, 16, dtype=torch.long)
+    left_six[0, :, :6] = 1
+    loader = [_batch(left_six, [0], [0])]
+    plan = plan_device(TrainConfig(), "cpu")
+    panels = overlays(FixedLogits(_half_plane()), loader, "binary", plan)
+    assert panels.shape == (1, 3, 16, 32)  # image | overlay, at the 16 px mask size
+    assert panels.min() >= 0.0 and panels.max() <= 1.0
+    overlay = panels[0, :, :, 16:]
+    # Columns 0-5: correct tissue (green wins); 6-7: false alarm (red wins); 8+: untouched.
+    assert overlay[1, 0, 2] > overlay[0, 0, 2]
+    assert overlay[0, 0, 7] > overlay[1, 0, 7]
+    assert torch.equal(overlay[:, :, 8:], panels[0, :, :, 8:16])

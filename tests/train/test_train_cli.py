@@ -88,8 +88,8 @@ def test_failed_run_exits_1_after_printing_its_status(
     assert "status: failed (ValueError: input size 16x16" in capsys.readouterr().out
 
 
-# About 7 s on an idle 2-core CPU; much longer when other jobs share the cores (671 PNGs
-# decoded, two torch threads).
+# About 5 s on 2 cores (671 PNGs decoded, two torch threads); many times longer when other
+# jobs share the cores and OMP_WAIT_POLICY is not PASSIVE (OpenMP threads spin-wait).
 @pytest.mark.slow
 def test_train_on_the_real_sample(
     tmp_path: Path, sample_root: Path, capsys: pytest.CaptureFixture[str]
