@@ -34,7 +34,9 @@ def _floats(text: str) -> list[float]:
     try:
         return [float(item) for item in text.split(",") if item.strip()]
     except ValueError as error:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from error
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
+        ) from error
 
 
 def _add_data(subparsers: argparse._SubParsersAction) -> None:
@@ -81,7 +83,9 @@ def _add_run(subparsers: argparse._SubParsersAction) -> None:
     run = subparsers.add_parser("run", help="run a whole grid as Ray Tune trials")
     run.add_argument("grid", help="grid YAML file")
     run.add_argument("--out", default=None, help="study directory or URI (default runs/<study>)")
-    run.add_argument("--address", default=None, help="Ray cluster address (default: RAY_ADDRESS, else local)")
+    run.add_argument(
+        "--address", default=None, help="Ray cluster address (default: RAY_ADDRESS, else local)"
+    )
     run.add_argument("--resume", action="store_true", help="continue an existing study directory")
     run.add_argument("--max-concurrent", type=int, default=None, help="trials running at once")
     run.set_defaults(
@@ -120,7 +124,9 @@ def _add_prune(subparsers: argparse._SubParsersAction) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = _Parser(prog="ablate", description="Ray-distributed ablation studies for U-Net segmentation")
+    parser = _Parser(
+        prog="ablate", description="Ray-distributed ablation studies for U-Net segmentation"
+    )
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for add in (_add_data, _add_grid, _add_train, _add_run, _add_summarize, _add_prune):
         add(subparsers)

@@ -17,7 +17,9 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Task = Literal["binary", "multiclass"]
-Norm = Literal["none", "batch", "batch-double", "instance", "instance-double", "group", "group-double"]
+Norm = Literal[
+    "none", "batch", "batch-double", "instance", "instance-double", "group", "group-double"
+]
 Activation = Literal["relu", "leaky_relu", "elu", "gelu", "silu"]
 Upsampling = Literal["transpose", "bilinear"]
 Init = Literal["kaiming", "xavier", "default"]
@@ -28,7 +30,9 @@ AugmentOp = Literal["rotate", "hflip", "vflip", "rgb_shift", "blur", "color_jitt
 
 # A loss is one term (`dice`) or a weighted sum (`0.7*dice+0.3*jaccard`); the term names are
 # checked against the loss registry when the loss is built, the shape is checked here.
-LOSS_PATTERN = re.compile(r"^\s*(\d*\.?\d+\s*\*\s*)?[a-z_]+(\s*\+\s*(\d*\.?\d+\s*\*\s*)?[a-z_]+)*\s*$")
+LOSS_PATTERN = re.compile(
+    r"^\s*(\d*\.?\d+\s*\*\s*)?[a-z_]+(\s*\+\s*(\d*\.?\d+\s*\*\s*)?[a-z_]+)*\s*$"
+)
 LOSS_TERMS = ("dice", "jaccard", "bce", "focal", "tversky")
 
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -186,7 +190,9 @@ class TrainConfig(Strict):
     @classmethod
     def _loss_shape(cls, loss: str) -> str:
         if not LOSS_PATTERN.match(loss):
-            raise ValueError(f"loss {loss!r} is not a name or a weighted sum like 0.7*dice+0.3*jaccard")
+            raise ValueError(
+                f"loss {loss!r} is not a name or a weighted sum like 0.7*dice+0.3*jaccard"
+            )
         terms = re.findall(r"[a-z_]+", loss)
         unknown = [term for term in terms if term not in LOSS_TERMS]
         if unknown:
@@ -243,7 +249,9 @@ class Resources(Strict):
     """Retries of a trial whose worker failed."""
 
 
-PruneMethod = Literal["l1_unstructured", "random_unstructured", "random_structured", "global_unstructured"]
+PruneMethod = Literal[
+    "l1_unstructured", "random_unstructured", "random_structured", "global_unstructured"
+]
 PruneScope = Literal["global", "modules", "groups", "layers"]
 
 

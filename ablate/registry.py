@@ -43,9 +43,7 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         """The entry called ``name``; an unknown name raises UserError listing valid names."""
         if name not in self._entries:
-            raise UserError(
-                f"unknown {self.family} {name!r}; valid: {', '.join(self.names())}"
-            )
+            raise UserError(f"unknown {self.family} {name!r}; valid: {', '.join(self.names())}")
         return self._entries[name]
 
     def names(self) -> list[str]:

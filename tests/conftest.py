@@ -8,10 +8,12 @@ from pathlib import Path
 # Before any test module imports torch: see ablate/__init__.py for why.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import pytest  # noqa: E402
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SAMPLE_ROOT = Path(os.environ.get("EBHI_SAMPLE_ROOT", REPO.parent / "shared" / "data" / "EBHI-SEG-sample"))
+SAMPLE_ROOT = Path(
+    os.environ.get("EBHI_SAMPLE_ROOT", REPO.parent / "shared" / "data" / "EBHI-SEG-sample")
+)
 
 
 @pytest.fixture(scope="session")

@@ -6,10 +6,10 @@ import importlib
 import pkgutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 import ablate
 from ablate.cli import main
@@ -18,9 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _module_names() -> list[str]:
-    return sorted(
-        info.name for info in pkgutil.walk_packages(ablate.__path__, prefix="ablate.")
-    )
+    return sorted(info.name for info in pkgutil.walk_packages(ablate.__path__, prefix="ablate."))
 
 
 @pytest.mark.parametrize("name", _module_names())

@@ -106,7 +106,7 @@ def train_pending(study: Study, address: str | None, max_concurrent: int | None)
     """Run the unfinished (variant, seed) pairs on Ray; returns trial errors by variant."""
     import os
 
-    from ablate.engine.driver import ray_connection, run_trials, versions
+    from ablate.engine.driver import cluster_address, ray_connection, run_trials, versions
     from ablate.engine.progress import ProgressPrinter
     from ablate.engine.trainable import TrialSetup
 
@@ -135,6 +135,7 @@ def train_pending(study: Study, address: str | None, max_concurrent: int | None)
             max_concurrent or resources.max_concurrent,
             printer,
             study.location,
+            may_grow=cluster_address(address) is not None,
         )
         # While Ray is up, pruning spreads its analyses over the cluster too.
         _prune(study)

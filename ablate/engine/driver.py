@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -131,6 +132,35 @@ def trial_resources(resources: Resources) -> dict[str, float]:
     return {"cpu": resources.cpu, "gpu": gpu}
 
 
+def check_fits(per_trial: dict[str, float], may_grow: bool) -> None:
+    """Refuse trials bigger than the whole cluster: Tune would leave them pending forever.
+
+    A joined cluster (--address) may grow (autoscaler), so there it is only a warning.
+
+    Raises:
+        UserError: naming the resource, what a trial asks and what the cluster has.
+    """
+    import ray
+
+    cluster = ray.cluster_resources()
+    has = {name: cluster.get(name.upper(), 0) for name in per_trial}
+    short = [
+        f"resources.{name} is {need:g} per trial but the cluster has {has[name]:g}"
+        for name, need in per_trial.items()
+        if need > has[name]
+    ]
+    if not short:
+        return
+    text = "; ".join(short)
+    if may_grow:
+        print(f"warning: {text}; trials wait until the cluster grows", file=sys.stderr, flush=True)
+        return
+    raise UserError(
+        f"the grid's trials do not fit this Ray instance: {text}. Lower them in the grid, "
+        "or join a larger cluster with --address"
+    )
+
+
 def describe_cluster(resources: dict[str, float], max_concurrent: int | None) -> str:
     """One line: what Ray has and what each trial gets."""
     import ray
@@ -163,12 +193,14 @@ def run_trials(
     max_concurrent: int | None,
     printer: ProgressPrinter,
     location: StudyLocation,
+    may_grow: bool = False,
 ) -> TuneOutcome:
     """One Tune trial per variant with pending seeds; returns the trials' errors."""
     from ray import tune
 
     per_trial = trial_resources(resources)
     print(describe_cluster(per_trial, max_concurrent), flush=True)
+    check_fits(per_trial, may_grow)
     trainable = tune.with_resources(
         tune.with_parameters(train_variant, data=data, setup=setup), per_trial
     )

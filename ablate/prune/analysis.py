@@ -29,7 +29,6 @@ from ablate.prune.summary import UNPRUNED_METHOD, UNPRUNED_SCOPE, UNPRUNED_TARGE
 from ablate.prune.weights import clean_state, grad_norms, weight_distance
 from ablate.store import ResultStore, path_segment
 from ablate.store.fs import StudyLocation, resolve_study
-from ablate.store.parquet import RESULTS
 from ablate.train.device import resolve_device
 from ablate.train.evaluate import predict_counts
 from ablate.train.losses import build_loss
@@ -45,19 +44,6 @@ WEIGHT_DISTANCE = "weight_distance"
 GRAD_NORMS = "grad_norms"
 PRUNE_TABLES = (PRUNING, WEIGHT_DISTANCE, GRAD_NORMS)
 SCORE_COLUMNS = ["tp", "fp", "fn", "tn", "dice", "iou", "precision", "recall", "accuracy"]
-
-
-class PruneStore(ResultStore):
-    """The results store, also holding the weight-analysis tables of this part.
-
-    `weight_distance` and `grad_norms` follow the store's one-file-per-run rule; the store's
-    own TABLES list does not name them, so this subclass admits them.
-    """
-
-    def table_dir(self, table: str) -> str:
-        if table in PRUNE_TABLES:
-            return self.location.path(RESULTS, table)
-        return super().table_dir(table)
 
 
 @dataclass(frozen=True)
@@ -256,7 +242,7 @@ def analyse_run(
     device = resolve_device(device)
     config = spec.config
     location = resolve_study(spec.study_uri)
-    store = PruneStore(location, study=spec.study)
+    store = ResultStore(location, study=spec.study)
     model = build_model(config.model, out_channels(config.protocol.task, data.categories))
     trained = load_state(location, spec.variant, spec.seed, "best.pt")
     model.load_state_dict(trained)

@@ -7,11 +7,11 @@ from pydantic import ValidationError
 
 from ablate.config import PruningConfig
 from ablate.errors import UserError
-from ablate.prune.analysis import PruneStore
 from ablate.prune.methods import PRUNE_METHODS
 from ablate.prune.report import build_summary
 from ablate.prune.scopes import SCOPES
 from ablate.prune.study import ok_runs, run_pruning
+from ablate.store import ResultStore
 from ablate.store.fs import StudyLocation, resolve_study
 
 
@@ -80,7 +80,7 @@ def prune_command(
     if not location.exists():
         raise UserError(f"{study_dir}: study directory not found")
     config = resolve_config(location, variants, methods, scopes, amounts)
-    runs = ok_runs(PruneStore(location), None)
+    runs = ok_runs(ResultStore(location), None)
     if runs.empty:
         raise UserError(f"{study_dir}: no completed runs in results/runs; run `ablate run` first")
     _check_names("--variants", config.variants, sorted(set(runs["variant"])))

@@ -17,9 +17,9 @@ from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
 
 from ablate.prune import plots
-from ablate.prune.analysis import GRAD_NORMS, PRUNING, WEIGHT_DISTANCE, PruneStore
+from ablate.prune.analysis import GRAD_NORMS, PRUNING, WEIGHT_DISTANCE
 from ablate.prune.summary import layer_summary, summarise, worst_targets
-from ablate.store import path_segment
+from ablate.store import ResultStore, path_segment
 from ablate.store.fs import StudyLocation, resolve_study
 
 SUMMARY_PARTS = ("summary", "pruning")
@@ -51,7 +51,7 @@ def build_summary(
     study_dir: str | Path | StudyLocation, figures: bool = True
 ) -> PruningSummary | None:
     """The pruning summary of a study (figures only when `figures`); None without results."""
-    store = PruneStore(_location(study_dir))
+    store = ResultStore(_location(study_dir))
     table = store.read(PRUNING)
     if table.empty:
         return None

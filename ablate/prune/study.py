@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from ablate.config import PruningConfig
-from ablate.prune.analysis import PRUNE_TABLES, PruneStore, RunSpec, analyse_run
+from ablate.prune.analysis import PRUNE_TABLES, RunSpec, analyse_run
 from ablate.prune.report import write_summary
+from ablate.store import ResultStore
 from ablate.store.fs import StudyLocation, resolve_study
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ TASK_GPU_SHARE = 0.25
 most of a card idle, so four runs share one."""
 
 
-def ok_runs(store: PruneStore, variants: list[str] | None) -> pd.DataFrame:
+def ok_runs(store: ResultStore, variants: list[str] | None) -> pd.DataFrame:
     """Rows of the runs table with status ok, restricted to `variants` when given."""
     runs = store.read("runs")
     if runs.empty:
@@ -40,7 +41,7 @@ def ok_runs(store: PruneStore, variants: list[str] | None) -> pd.DataFrame:
 
 def pending_runs(location: StudyLocation, config: PruningConfig) -> list[RunSpec]:
     """The completed runs that still miss at least one pruning table, with the missing ones."""
-    store = PruneStore(location)
+    store = ResultStore(location)
     done = {table: set(store.run_files(table)) for table in PRUNE_TABLES}
     specs = []
     for row in ok_runs(store, config.variants).itertuples(index=False):

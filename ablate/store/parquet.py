@@ -24,7 +24,17 @@ import pyarrow.parquet as pq
 
 from ablate.store.fs import StudyLocation, resolve_study
 
-TABLES = ("runs", "class_metrics", "image_metrics", "history", "pruning")
+# The runs file is written last: its presence marks a run finished. The last three tables
+# hold the pruning analysis of finished runs (ablate/prune).
+TABLES = (
+    "runs",
+    "class_metrics",
+    "image_metrics",
+    "history",
+    "pruning",
+    "weight_distance",
+    "grad_norms",
+)
 RESULTS = "results"
 KEY_COLUMNS = ("study", "variant", "seed")
 FILE_PATTERN = re.compile(r"^variant=(?P<variant>.+)__seed=(?P<seed>-?\d+)\.parquet$")

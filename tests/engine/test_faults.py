@@ -226,3 +226,13 @@ def test_second_run_refused_then_ctrl_c_stops_ray_and_frees_the_lock(
     time.sleep(2)
     with pytest.raises(ProcessLookupError):
         os.killpg(child.pid, 0)
+
+
+@pytest.mark.ray
+def test_trials_larger_than_the_cluster_are_refused(
+    grid_writer: Callable[..., Path], tmp_path: Path, synthetic_root: Path, ray_session: object
+) -> None:
+    grid = grid_writer(tmp_path, synthetic_root, **{"resources.cpu": 64})
+    with pytest.raises(UserError, match=r"resources\.cpu is 64 per trial but the cluster has 2"):
+        run_command(str(grid), out=str(tmp_path / "out"))
+    assert not (tmp_path / "out" / LOCK_NAME).exists()

@@ -10,8 +10,9 @@ import pytest
 
 from ablate.config import PruningConfig
 from ablate.prune import prune_study, pruning_html
-from ablate.prune.analysis import GRAD_NORMS, PRUNING, WEIGHT_DISTANCE, PruneStore
+from ablate.prune.analysis import GRAD_NORMS, PRUNING, WEIGHT_DISTANCE
 from ablate.prune.study import run_pruning
+from ablate.store import ResultStore
 from ablate.store.fs import resolve_study
 
 COUNTS = ["tp", "fp", "fn", "tn"]
@@ -32,7 +33,7 @@ def pruned(trained_study: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 
 def _read(study_dir: Path, table: str) -> pd.DataFrame:
-    return PruneStore(study_dir).read(table)
+    return ResultStore(study_dir).read(table)
 
 
 def test_tables_written_one_file_per_run(pruned: Path) -> None:
@@ -51,7 +52,7 @@ def test_tables_written_one_file_per_run(pruned: Path) -> None:
 def test_unpruned_rows_match_the_runs_own_test_metrics(pruned: Path) -> None:
     table = _read(pruned, PRUNING)
     unpruned = table[table["method"] == "none"].sort_values(["seed", "category"])
-    stored = PruneStore(pruned).read("class_metrics").sort_values(["seed", "category"])
+    stored = ResultStore(pruned).read("class_metrics").sort_values(["seed", "category"])
     assert len(unpruned) == len(stored) > 0
     for column in [*COUNTS, "dice", "iou"]:
         assert unpruned[column].to_list() == stored[column].to_list(), column

@@ -8,7 +8,8 @@ import pytest
 
 from ablate.cli import main
 from ablate.prune import study as prune_study_module
-from ablate.prune.analysis import PRUNING, PruneStore
+from ablate.prune.analysis import PRUNING
+from ablate.store import ResultStore
 
 
 @pytest.mark.parametrize(
@@ -68,7 +69,7 @@ def test_prune_on_ray_uses_grid_defaults_and_cli_overrides(
     assert code == 0
     out = capsys.readouterr().out
     assert "largest macro Dice drops" in out and "random_structured" in out
-    table = PruneStore(study_dir).read(PRUNING)
+    table = ResultStore(study_dir).read(PRUNING)
     pruned = table[table["method"] != "none"]
     assert set(pruned["method"]) == {"random_structured"}  # from grid.yaml
     assert set(pruned["scope"]) == {"global"}  # CLI overrides grid.yaml

@@ -1,0 +1,474 @@
+"""Issue 9's bad-input catalogue and safety checks, through the real command line.
+
+Every case runs `python -m ablate.cli ...` as a subprocess in a fresh folder that holds a
+valid grid (`grid.yaml`) and a valid dataset (`good/`), then breaks one thing. The answer must
+be exit 2, one `error: ...` message (a GridError may list its problems on indented lines below
+it) that names the culprit, no traceback, nothing on stdout, and the folder byte-for-byte as it
+was: a rejected command creates, changes and deletes nothing. `RAY_TMPDIR` and `ABLATE_CACHE`
+point into that folder, so a command that started Ray or generated data would show up there.
+
+Grid cases go through `ablate run`, the path a user takes; `tests/grid/test_bad_input.py`
+covers the same grids through `ablate grid check/show` in-process. Dataset cases reuse the
+builders of `tests/data/conftest.py` and also go through `ablate run`.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EXIT_BAD_INPUT = 2
+UNREACHABLE = "127.0.0.1:1"  # port 1: nothing listens, the connection is refused at once
+FAST_S = 20.0
+"""An unreachable address must be refused in seconds (Python start-up included), not after
+Ray's minutes of retries."""
+
+
+def _load_data_cases():
+    """tests/data/conftest.py as a plain module: its EbhiBuilder and BAD_DATASETS table."""
+    spec = importlib.util.spec_from_file_location(
+        "bad_input_catalogue_data_cases", REPO / "tests" / "data" / "conftest.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+DATA_CASES = _load_data_cases()
+
+GOOD_GRID = """\
+study: catalogue
+data:
+  root: ${EBHI_SEG_ROOT}
+protocol:
+  seeds: 1
+  test_fraction: 0.2
+baseline:
+  model:
+    widths: [4, 8]
+  train:
+    lr: 0.001
+    epochs: 1
+    image_size: 32
+    batch_size: 2
+ablations:
+  remove: [skips]
+resources:
+  cpu: 1
+  gpu: 0
+"""
+
+
+@dataclass
+class World:
+    """The case's folder: a valid grid and dataset, and the environment of the command."""
+
+    root: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def grid(self) -> Path:
+        return self.root / "grid.yaml"
+
+    def edit_grid(self, old: str, new: str) -> None:
+        """Replace one piece of the valid grid (it must be there)."""
+        text = self.grid.read_text()
+        assert old in text, f"{old!r} not in the grid"
+        self.grid.write_text(text.replace(old, new, 1))
+
+    def write(self, relative: str, text: str) -> Path:
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        return path
+
+    def study_from(self, grid_text: str, folder: str = "study") -> Path:
+        """A study directory as `ablate run` leaves it: grid.yaml from `ablate.grid.dump_grid`."""
+        from ablate.grid import dump_grid, load_grid
+
+        # The variable resolved here as `ablate run` resolves it (dump_grid writes values).
+        resolved = grid_text.replace("${EBHI_SEG_ROOT}", self.env["EBHI_SEG_ROOT"])
+        source = self.write(f"{folder}-source.yaml", resolved)
+        study = self.root / folder
+        study.mkdir()
+        (study / "grid.yaml").write_text(dump_grid(load_grid(source)))
+        source.unlink()
+        return study
+
+
+def make_world(root: Path) -> World:
+    """A folder with grid.yaml (valid) and good/ (2 categories x 3 valid pairs)."""
+    good = DATA_CASES.EbhiBuilder(root / "good").good()
+    world = World(root)
+    world.write("grid.yaml", GOOD_GRID)
+    world.env = {
+        "EBHI_SEG_ROOT": str(good),
+        "ABLATE_CACHE": str(root / "cache"),  # absent: generated data would appear here
+        "RAY_TMPDIR": str(root / "ray"),  # absent: a started Ray would leave its session here
+    }
+    return world
+
+
+@dataclass(frozen=True)
+class Case:
+    """One bad input: how to make it, the command, and what the message must contain."""
+
+    id: str
+    build: Callable[[World], list[str]]
+    """Breaks one thing in the world and returns the command's arguments."""
+    culprit: tuple[str, ...]
+    """Substrings the error message must contain: what is at fault, and what is wrong."""
+    max_seconds: float = 120.0
+
+
+def grid_case(case_id: str, edit: Callable[[World], None], *culprit: str) -> Case:
+    """A grid made bad by `edit`, given to `ablate run`."""
+
+    def build(world: World) -> list[str]:
+        edit(world)
+        return ["run", "grid.yaml", "--out", "study"]
+
+    return Case(f"grid-{case_id}", build, ("grid.yaml", *culprit))
+
+
+def _replace(old: str, new: str) -> Callable[[World], None]:
+    return lambda world: world.edit_grid(old, new)
+
+
+def _unset_variable(world: World) -> None:
+    del world.env["EBHI_SEG_ROOT"]
+
+
+GRID_CASES = [
+    grid_case(
+        "unknown-key",
+        _replace("    epochs: 1\n", "    epochs: 1\n    epoch: 3\n"),
+        "baseline.train.epoch ",
+        "did you mean 'epochs'",
+    ),
+    grid_case("wrong-type", _replace("lr: 0.001", "lr: fast"), "baseline.train.lr", "number"),
+    grid_case(
+        "out-of-range",
+        _replace("test_fraction: 0.2", "test_fraction: 1.2"),
+        "protocol.test_fraction",
+        "less than 1",
+    ),
+    grid_case(
+        "unknown-component",
+        _replace("remove: [skips]", "remove: [batchnorm]"),
+        "ablations.remove[0]",
+        "unknown component 'batchnorm'",
+    ),
+    grid_case(
+        "duplicate-variant",
+        _replace("remove: [skips]", "swap:\n    norm: [none, none]"),
+        "ablations.swap.norm[1]",
+        "duplicate variant",
+    ),
+    grid_case(
+        "yaml-syntax-error",
+        _replace("remove: [skips]", "remove: [skips"),
+        "YAML syntax error",
+    ),
+    grid_case("unset-variable", _unset_variable, "data.root", "EBHI_SEG_ROOT is not set"),
+    grid_case(
+        "missing-extends",
+        _replace("study: catalogue\n", "extends: base.yaml\nstudy: catalogue\n"),
+        "extends",
+        "'base.yaml' not found",
+    ),
+    grid_case(
+        "repeated-key",
+        _replace("study: catalogue\n", "study: catalogue\nstudy: again\n"),
+        "study (line 2)",
+        "key repeated",
+    ),
+]
+
+
+def dataset_case(bad) -> Case:
+    """A bad dataset of tests/data/conftest.py, given to `ablate run` through EBHI_SEG_ROOT."""
+
+    def build(world: World) -> list[str]:
+        world.env["EBHI_SEG_ROOT"] = str(bad.build(DATA_CASES.EbhiBuilder(world.root / "ebhi")))
+        return ["run", "grid.yaml", "--out", "study"]
+
+    return Case(f"data-{bad.id}", build, (bad.culprit, bad.says))
+
+
+DATASET_CASES = [dataset_case(bad) for bad in DATA_CASES.BAD_DATASETS]
+
+
+def _args(*args: str) -> Callable[[World], list[str]]:
+    return lambda world: list(args)
+
+
+def _another_grid(world: World) -> list[str]:
+    # The same study with another baseline learning rate: continuing would mix two studies.
+    world.study_from(GOOD_GRID.replace("lr: 0.001", "lr: 0.01"))
+    return ["run", "grid.yaml", "--out", "study"]
+
+
+def _another_grid_resume(world: World) -> list[str]:
+    world.study_from(GOOD_GRID.replace("widths: [4, 8]", "widths: [4, 8, 16]"))
+    return ["run", "grid.yaml", "--out", "study", "--resume"]
+
+
+def _ray_address_env(world: World) -> list[str]:
+    world.env["RAY_ADDRESS"] = UNREACHABLE
+    return ["run", "grid.yaml", "--out", "study"]
+
+
+def _out_is_a_file(world: World) -> list[str]:
+    world.write("notes.txt", "not a study\n")
+    return ["run", "grid.yaml", "--out", "notes.txt"]
+
+
+def _prune_unknown_method(world: World) -> list[str]:
+    world.study_from(GOOD_GRID)
+    return ["prune", "study", "--methods", "magic"]
+
+
+def _prune_amount_out_of_range(world: World) -> list[str]:
+    world.study_from(GOOD_GRID)
+    return ["prune", "study", "--amounts", "0.5,1.5"]
+
+
+def _summarize_empty_study(world: World) -> list[str]:
+    (world.root / "study").mkdir()
+    return ["summarize", "study"]
+
+
+def _synth_into_dataset(world: World) -> list[str]:
+    return ["data", "synth", "good", "--per-class", "1", "--size", "32"]
+
+
+COMMAND_CASES = [
+    Case("cli-unknown-subcommand", _args("frobnicate"), ("frobnicate", "invalid choice")),
+    Case("cli-unknown-option", _args("run", "grid.yaml", "--adress", "x"), ("--adress",)),
+    Case("cli-missing-grid-file", _args("run", "nope.yaml"), ("nope.yaml", "file not found")),
+    Case(
+        "cli-unreachable-address",
+        _args("run", "grid.yaml", "--out", "study", "--address", UNREACHABLE),
+        (UNREACHABLE, "no Ray cluster reachable"),
+        max_seconds=FAST_S,
+    ),
+    Case(
+        "cli-unreachable-ray-client-address",
+        _args("run", "grid.yaml", "--out", "study", "--address", f"ray://{UNREACHABLE}"),
+        (f"ray://{UNREACHABLE}", "no Ray cluster reachable"),
+        max_seconds=FAST_S,
+    ),
+    Case(
+        "cli-unreachable-RAY_ADDRESS",
+        _ray_address_env,
+        (UNREACHABLE, "no Ray cluster reachable"),
+        max_seconds=FAST_S,
+    ),
+    Case(
+        "cli-study-from-another-grid",
+        _another_grid,
+        ("study", "another grid", "baseline.train.lr"),
+    ),
+    Case(
+        "cli-resume-study-from-another-grid",
+        _another_grid_resume,
+        ("study", "another grid", "baseline.model.widths"),
+    ),
+    Case("cli-out-is-a-file", _out_is_a_file, ("notes.txt",)),
+    Case(
+        "cli-max-concurrent-zero",
+        _args("run", "grid.yaml", "--max-concurrent", "0"),
+        ("--max-concurrent",),
+    ),
+    Case("cli-summarize-missing-dir", _args("summarize", "nowhere"), ("nowhere",)),
+    Case("cli-summarize-empty-study", _summarize_empty_study, ("study",)),
+    Case("cli-prune-missing-dir", _args("prune", "nowhere"), ("nowhere", "not found")),
+    Case("cli-prune-unknown-method", _prune_unknown_method, ("--methods", "'magic'", "valid:")),
+    Case("cli-prune-amount-out-of-range", _prune_amount_out_of_range, ("--amounts", "1.5")),
+    Case(
+        "cli-train-unknown-variant",
+        _args("train", "grid.yaml", "--seed", "0", "--variant", "no-such"),
+        ("grid.yaml", "'no-such'", "variants: baseline, no-skips"),
+    ),
+    Case("cli-data-check-missing-root", _args("data", "check", "nowhere"), ("nowhere",)),
+    Case("cli-data-synth-into-non-empty", _synth_into_dataset, ("good", "not empty")),
+    Case("cli-grid-check-a-folder", _args("grid", "check", "good"), ("good", "not a file")),
+]
+
+CATALOGUE = GRID_CASES + DATASET_CASES + COMMAND_CASES
+
+
+@dataclass(frozen=True)
+class Answer:
+    code: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+def run_cli(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 300.0) -> Answer:
+    """`python -m ablate.cli ARGS` in `cwd`; RAY_ADDRESS and test hooks of the caller removed."""
+    base = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("RAY_ADDRESS", "EBHI_SEG_ROOT", "ABLATE_TEST_CRASH_FLAG")
+    }
+    began = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "ablate.cli", *args],
+        cwd=cwd,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return Answer(done.returncode, done.stdout, done.stderr, time.monotonic() - began)
+
+
+def snapshot(folder: Path) -> dict[str, tuple]:
+    """Every entry under `folder`: kind, content hash, mode and modification time."""
+    entries = {}
+    for path in sorted(folder.rglob("*")):
+        info = path.lstat()
+        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+        entries[str(path.relative_to(folder))] = (info.st_mode, info.st_mtime_ns, digest)
+    return entries
+
+
+def assert_one_clear_message(answer: Answer, culprit: tuple[str, ...]) -> None:
+    """Exit 2, stderr one `error:` message naming the culprit, nothing else said."""
+    shown = f"exit {answer.code}\n--- stdout\n{answer.stdout}--- stderr\n{answer.stderr}"
+    assert "Traceback" not in answer.stdout + answer.stderr, shown
+    assert answer.code == EXIT_BAD_INPUT, shown
+    lines = answer.stderr.rstrip("\n").splitlines()
+    assert lines and lines[0].startswith("error: "), shown
+    # A GridError lists its problems below the first line, each indented.
+    assert all(line.startswith("  ") for line in lines[1:]), shown
+    assert answer.stdout == "", shown
+    for word in culprit:
+        assert word in answer.stderr, f"{word!r} not named\n{shown}"
+
+
+@pytest.mark.parametrize("case", CATALOGUE, ids=[case.id for case in CATALOGUE])
+def test_bad_input_is_answered_with_exit_2_and_changes_nothing(tmp_path: Path, case: Case) -> None:
+    world = make_world(tmp_path)
+    args = case.build(world)
+    before = snapshot(tmp_path)
+    answer = run_cli(args, tmp_path, world.env)
+    assert_one_clear_message(answer, case.culprit)
+    assert snapshot(tmp_path) == before, "a rejected command changed the folder"
+    assert answer.seconds < case.max_seconds, f"took {answer.seconds:.1f} s"
+
+
+def test_catalogue_is_large_and_spans_every_kind() -> None:
+    kinds = {case.id.split("-", 1)[0] for case in CATALOGUE}
+    assert len(CATALOGUE) >= 20 and kinds == {"grid", "data", "cli"}
+    assert len({case.id for case in CATALOGUE}) == len(CATALOGUE)
+
+
+def test_unbroken_world_is_accepted(tmp_path: Path) -> None:
+    """The control: without the one defect, the grid and the dataset are valid, so each case
+    above is refused for its own defect only."""
+    world = make_world(tmp_path)
+    for args in (["grid", "check", "grid.yaml"], ["data", "check", world.env["EBHI_SEG_ROOT"]]):
+        answer = run_cli(args, tmp_path, world.env)
+        assert answer.code == 0, answer.stderr
+        assert answer.stderr == ""
+
+
+# --- Safety: grids are data, checkpoints are weights only -------------------------------------
+
+PYTHON_TAG = '!!python/object/apply:os.system ["touch {marker}"]'
+
+
+@pytest.mark.parametrize("command", [["grid", "check"], ["run"]], ids=["grid-check", "run"])
+@pytest.mark.parametrize("key", ["study", "baseline.train.lr"])
+def test_grid_value_is_never_executed(tmp_path: Path, command: list[str], key: str) -> None:
+    world = make_world(tmp_path)
+    marker = tmp_path / "pwned"
+    tag = PYTHON_TAG.format(marker=marker)
+    old = {"study": "study: catalogue", "baseline.train.lr": "lr: 0.001"}[key]
+    world.edit_grid(old, f"{old.split(':')[0]}: {tag}")
+    before = snapshot(tmp_path)
+    answer = run_cli([*command, "grid.yaml"], tmp_path, world.env)
+    assert not marker.exists(), "a grid value was executed"
+    assert_one_clear_message(answer, ("grid.yaml", "python/object/apply:os.system"))
+    assert snapshot(tmp_path) == before
+
+
+def _torch_load_calls(tree: ast.AST) -> list[ast.Call]:
+    """Calls of `torch.load(...)`, and of `load(...)` where `from torch import load`."""
+    imported = any(
+        isinstance(node, ast.ImportFrom)
+        and node.module == "torch"
+        and any(alias.name == "load" for alias in node.names)
+        for node in ast.walk(tree)
+    )
+    calls = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if (
+            isinstance(func, ast.Attribute)
+            and func.attr == "load"
+            and isinstance(func.value, ast.Name)
+            and func.value.id == "torch"
+        ) or (imported and isinstance(func, ast.Name) and func.id == "load"):
+            calls.append(node)
+    return calls
+
+
+def _weights_only(call: ast.Call) -> bool:
+    return any(
+        keyword.arg == "weights_only"
+        and isinstance(keyword.value, ast.Constant)
+        and keyword.value.value is True
+        for keyword in call.keywords
+    )
+
+
+def test_every_torch_load_is_weights_only() -> None:
+    calls = {}
+    for path in sorted((REPO / "ablate").rglob("*.py")):
+        for call in _torch_load_calls(ast.parse(path.read_text(), str(path))):
+            calls[f"{path.relative_to(REPO)}:{call.lineno}"] = _weights_only(call)
+    assert calls, "no torch.load call found: the scan is broken"
+    unsafe = [where for where, safe in calls.items() if not safe]
+    assert not unsafe, f"torch.load without weights_only=True at {unsafe}"
+
+
+UNSAFE = {
+    "YAML loader that builds objects": r"\byaml\.(load|unsafe_load|full_load)\(",
+    "unpickling": r"\bpickle\.loads?\(",
+    "evaluated text": r"(?<![\w.])(eval|exec)\(",
+    "permissions other than the user's (umask)": r"\bos\.(chmod|umask)\(|0o777",
+}
+
+
+@pytest.mark.parametrize("what", list(UNSAFE))
+def test_no_unsafe_loading_or_permissions(what: str) -> None:
+    """Grids are read with the safe loader only, nothing is unpickled or evaluated, and study
+    directories are created with the user's own permissions (no chmod, no umask change)."""
+    pattern = re.compile(UNSAFE[what])
+    found = [
+        f"{path.relative_to(REPO)}:{number}: {line.strip()}"
+        for path in sorted((REPO / "ablate").rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert not found, f"{what}: {found}"
