@@ -130,6 +130,14 @@ def train_throughput(
         finite = bool(torch.isfinite(loss).item())
     except torch.OutOfMemoryError:
         return {"images_s": "OOM", "peak_gib": "OOM", "warmup_s": "", "finite": ""}
+    except Exception as error:  # e.g. torch.compile without a working Triton: report, go on
+        print(f"  {setting.label()} failed: {type(error).__name__}: {error}", file=sys.stderr)
+        return {
+            "images_s": f"error: {type(error).__name__}",
+            "peak_gib": "",
+            "warmup_s": "",
+            "finite": "",
+        }
     peak = (
         torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else float("nan")
     )
@@ -190,6 +198,7 @@ def measure_matrix(args: argparse.Namespace, device: torch.device, widths: list[
 def worker(args: argparse.Namespace) -> int:
     """Child process: train the small config until `--stop-at`, counting from `--start-at`."""
     device = torch.device(args.device)
+    torch.backends.cudnn.benchmark = True  # as a trial on CUDA (ablate/train/device.py)
     setting = Setting(SMALL_BATCH, "bf16", True, False)
     from ablate.config import TrainConfig
     from ablate.train.losses import build_loss

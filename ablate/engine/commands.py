@@ -35,7 +35,8 @@ class Study:
     grid: GridConfig
     location: StudyLocation
     run_configs: dict[str, str]
-    data: SegmentationData
+    data: SegmentationData | None
+    """The decoded dataset; None once it has been shipped to Ray's object store."""
     plan: Plan
 
 
@@ -129,7 +130,7 @@ def train_pending(study: Study, address: str | None, max_concurrent: int | None)
     with ray_connection(address):
         outcome = run_trials(
             setup,
-            study.data,
+            _ship_dataset(study),
             pending,
             resources,
             max_concurrent or resources.max_concurrent,
@@ -140,6 +141,23 @@ def train_pending(study: Study, address: str | None, max_concurrent: int | None)
         # While Ray is up, pruning spreads its analyses over the cluster too.
         _prune(study)
     return outcome.errors
+
+
+def _ship_dataset(study: Study) -> object:
+    """Put the dataset in Ray's object store once and drop the driver's own heap copy.
+
+    Trials read the arrays from the object store (zero-copy on the same node), so the driver
+    holds one copy only and workers on other machines need no copy of the dataset folder.
+    Returns the ObjectRef.
+    """
+    import ray
+
+    from ablate.data.source import clear_loaded
+
+    reference = ray.put(study.data)
+    study.data = None
+    clear_loaded()
+    return reference
 
 
 def _check_address(address: str | None) -> None:

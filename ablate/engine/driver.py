@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib.metadata import version
+from typing import TYPE_CHECKING
 
 from ablate.config import Resources
 from ablate.data.ebhi import SegmentationData
@@ -24,6 +25,9 @@ from ablate.engine.progress import ProgressPrinter
 from ablate.engine.trainable import TrialSetup, train_variant
 from ablate.errors import UserError
 from ablate.store import StudyLocation
+
+if TYPE_CHECKING:
+    import ray
 
 CONNECT_TIMEOUT_S = 5.0
 TUNE_DIR = ".tune"
@@ -187,7 +191,7 @@ class TuneOutcome:
 
 def run_trials(
     setup: TrialSetup,
-    data: SegmentationData,
+    data: SegmentationData | ray.ObjectRef,
     pending: dict[str, list[int]],
     resources: Resources,
     max_concurrent: int | None,
@@ -195,7 +199,11 @@ def run_trials(
     location: StudyLocation,
     may_grow: bool = False,
 ) -> TuneOutcome:
-    """One Tune trial per variant with pending seeds; returns the trials' errors."""
+    """One Tune trial per variant with pending seeds; returns the trials' errors.
+
+    `data` is best an ObjectRef (see commands._ship_dataset): Tune passes it on as it is,
+    and each trial receives the dataset itself.
+    """
     from ray import tune
 
     per_trial = trial_resources(resources)

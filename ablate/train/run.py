@@ -67,16 +67,27 @@ class RunResult:
     """Sizes of the split and the worker count, for the log."""
 
 
-def worker_count(configured: int | None, cpus: float) -> int:
-    """DataLoader workers: `train.num_workers` if set, else one per spare CPU (at most 4).
+def worker_count(configured: int | None, cpus: float, cuda: bool = False) -> int:
+    """DataLoader workers: `train.num_workers` if set, else sized from the trial's CPUs.
 
-    With a single CPU the main process loads the data itself (0 workers): a worker process
-    would only compete with the training thread for the same core.
+    On CUDA the spare CPUs (at most 4) feed the GPU. On CPU the model is the bottleneck
+    (the loader is 15-50x faster than a training step), so small trials load in the main
+    process and leave every core to torch; from 3 CPUs on, one worker overlaps loading.
     """
     if configured is not None:
         return configured
     cpus = int(cpus)
-    return 0 if cpus <= 1 else min(cpus - 1, MAX_AUTO_WORKERS)
+    if cuda:
+        return 0 if cpus <= 1 else min(cpus - 1, MAX_AUTO_WORKERS)
+    return 0 if cpus <= 2 else 1
+
+
+def torch_threads(cpus: float, workers: int) -> int:
+    """Intra-op threads for torch: the trial's CPUs less those its loader workers use.
+
+    More threads than cores (threads + workers > cpus) slows CPU training several-fold.
+    """
+    return max(1, int(cpus) - workers)
 
 
 def early_stopping_split(config: RunConfig) -> str:
@@ -162,9 +173,9 @@ def _train_and_evaluate(
 ) -> None:
     """The body of `execute_run`; fills `result` and `history` in place."""
     task = config.protocol.task
-    seed_everything(seed, cpus=int(max(1, cpus)), device=plan.device)
+    workers = worker_count(config.train.num_workers, cpus, cuda=plan.is_cuda)
+    seed_everything(seed, cpus=torch_threads(cpus, workers), device=plan.device)
     split = run_split(config, data, seed)
-    workers = worker_count(config.train.num_workers, cpus)
     stats = channel_stats(data.images[split.train]) if config.augment.normalize else None
     train_loader = build_train_loader(
         data, split.train, config.augment, config.train, seed, workers, plan.pin_memory, stats

@@ -53,7 +53,15 @@ def test_gpu_script_reports_or_says_unmeasured() -> None:
 @pytest.mark.slow
 def test_gpu_code_path_runs_on_cpu() -> None:
     """The CUDA branch (matrix, concurrent worker processes, projection) forced onto the CPU."""
-    key, value = run_script("gpu", "--device=cpu", "--size=32", "--concurrency=1", timeout=600)
+    key, value = run_script(
+        "gpu",
+        "--device=cpu",
+        "--size=32",
+        "--concurrency=1",
+        "--no-compile",
+        "--seconds=2",
+        timeout=600,
+    )
     assert key == "gpu_images_per_s"
     assert_positive(value)
 
@@ -66,17 +74,10 @@ def test_pipeline_script() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.ray
 def test_overhead_script() -> None:
     key, value = run_script("overhead")
     assert key == "overhead_ratio"
-    assert_positive(value)
-
-
-@pytest.mark.slow
-@pytest.mark.ray
-def test_scaling_script() -> None:
-    key, value = run_script("scaling")
-    assert key == "speedup"
     assert_positive(value)
 
 
@@ -96,11 +97,3 @@ def test_ray_overhead_script_prints_both_numbers() -> None:
     assert lines[-2].startswith("ray_start_s=")
     assert_positive(lines[-1].partition("=")[2])
     assert_positive(lines[-2].partition("=")[2])
-
-
-@pytest.mark.slow
-@pytest.mark.ray
-def test_memory_script() -> None:
-    key, value = run_script("memory")
-    assert key == "driver_copies"
-    assert_positive(value)

@@ -37,7 +37,7 @@ def test_every_op_builds_and_keeps_image_and_mask_aligned(name):
     compose = build_augmentation(AugmentConfig(ops={name: 1.0}), SIDE)
     image, mask = sample()
     changed = 0
-    for draw in range(4):
+    for draw in range(8):
         reseed(compose, (0, draw))
         out = compose(image=image, mask=mask)
         assert out["image"].shape == image.shape and out["image"].dtype == np.uint8
@@ -48,7 +48,7 @@ def test_every_op_builds_and_keeps_image_and_mask_aligned(name):
             assert (drawn == out["mask"].astype(bool)).mean() > 0.97
         else:
             np.testing.assert_array_equal(out["mask"], mask)  # colour ops leave masks alone
-    assert changed >= 3  # p=1: the op does something (a 90-degree turn may be a no-op once)
+    assert changed >= 4  # p=1: the op does something (a 90-degree turn is a no-op 1 in 4)
 
 
 def test_flip_applies_to_image_and_mask():

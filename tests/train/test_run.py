@@ -21,7 +21,7 @@ from ablate.train.metrics import (
     class_metrics,
     macro,
 )
-from ablate.train.run import RunOutputs, execute_run, run_split, worker_count
+from ablate.train.run import RunOutputs, execute_run, run_split, torch_threads, worker_count
 
 from .conftest import tiny_config
 
@@ -190,6 +190,15 @@ def test_multiclass_run_reports_one_row_per_class(
 
 def test_worker_count_policy() -> None:
     assert worker_count(None, 1) == 0
-    assert worker_count(None, 2) == 1
-    assert worker_count(None, 16) == 4
+    assert worker_count(None, 2) == 0  # CPU: both cores to torch
+    assert worker_count(None, 4) == 1
+    assert worker_count(None, 2, cuda=True) == 1
+    assert worker_count(None, 16, cuda=True) == 4
     assert worker_count(3, 1) == 3
+
+
+def test_threads_and_workers_never_oversubscribe_the_trial() -> None:
+    for cpus in (1, 2, 3, 4, 8):
+        workers = worker_count(None, cpus)
+        assert torch_threads(cpus, workers) + workers <= max(cpus, 1 + workers)
+        assert torch_threads(cpus, workers) >= 1
