@@ -161,14 +161,22 @@ def _ship_dataset(study: Study) -> object:
 
 
 def _check_address(address: str | None) -> None:
-    """An unreachable cluster is bad input: refuse it before anything is written."""
-    from ablate.engine.driver import check_reachable, cluster_address
+    """An unreachable or non-Ray address is bad input: refuse it before anything is written."""
+    from ablate.engine.driver import (
+        address_source,
+        check_joinable,
+        check_reachable,
+        cluster_address,
+    )
 
     target = cluster_address(address)
-    if target and "ray" in sys.modules and sys.modules["ray"].is_initialized():
+    if not target:
+        return
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
         return  # the caller's Ray is used as it is
-    if target:
-        check_reachable(target)
+    source = address_source(address)
+    check_reachable(target, source)
+    check_joinable(target, source)
 
 
 def _prune(study: Study) -> None:

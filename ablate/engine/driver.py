@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
     import ray
 
 CONNECT_TIMEOUT_S = 5.0
+JOIN_TIMEOUT_S = 30.0
+"""A cluster that has not accepted a driver by then is treated as unreachable."""
 TUNE_DIR = ".tune"
 RAY_CLIENT_PORT = 10001
 # Tune writes CSV/JSON/TensorBoard logs of every trial by default; the store has all results.
@@ -41,8 +44,19 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
 
 
-def _host_port(address: str) -> tuple[str, int] | None:
-    """(host, port) of `host:port` or `ray://host[:port]`; None for `auto`, `local` and the like."""
+def address_source(address: str | None) -> str:
+    """How the user named the cluster, for messages: `--address X` or `RAY_ADDRESS=X`."""
+    if address:
+        return f"--address {address}"
+    return f"RAY_ADDRESS={os.environ.get('RAY_ADDRESS', '')}"
+
+
+def _host_port(address: str, source: str) -> tuple[str, int] | None:
+    """(host, port) of `host:port` or `ray://host[:port]`; None for `auto`, `local` and the like.
+
+    Raises:
+        UserError: a port that is not a number in 1..65535.
+    """
     if address.startswith("ray://"):
         rest, default = address.removeprefix("ray://"), RAY_CLIENT_PORT
     elif "://" in address or ":" not in address:
@@ -52,10 +66,9 @@ def _host_port(address: str) -> tuple[str, int] | None:
     host, separator, port = rest.rpartition(":")
     if not separator:
         return (rest, default) if default else None
-    try:
-        return host, int(port)
-    except ValueError:
-        return None
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise UserError(f"{source}: port {port!r} is not a number in 1..65535")
+    return host, int(port)
 
 
 def cluster_address(address: str | None) -> str | None:
@@ -63,13 +76,13 @@ def cluster_address(address: str | None) -> str | None:
     return address or os.environ.get("RAY_ADDRESS") or None
 
 
-def check_reachable(address: str) -> None:
+def check_reachable(address: str, source: str) -> None:
     """Fail fast on an address where nothing listens (ray.init would retry for minutes).
 
     Raises:
-        UserError: naming the address.
+        UserError: naming the address as the user gave it (`source`).
     """
-    target = _host_port(address)
+    target = _host_port(address, source)
     if target is None:
         return
     try:
@@ -77,9 +90,39 @@ def check_reachable(address: str) -> None:
             pass
     except OSError as error:
         reason = error.strerror or type(error).__name__
+        raise UserError(f"{source}: no Ray cluster reachable there ({reason})") from error
+
+
+# Joining runs in a child process first: something that listens but is not Ray (a mistyped
+# port) makes ray.init retry for minutes, and a child can be stopped at a deadline.
+_JOIN_PROBE = (
+    "import sys, ray; "
+    "ray.init(address=sys.argv[1], include_dashboard=False, log_to_driver=False, "
+    "logging_level='ERROR'); ray.shutdown()"
+)
+
+
+def check_joinable(address: str, source: str) -> None:
+    """Join the cluster once from a child process, within JOIN_TIMEOUT_S.
+
+    Raises:
+        UserError: nothing Ray-like answered there, or joining failed.
+    """
+    try:
+        probe = subprocess.run(
+            [sys.executable, "-c", _JOIN_PROBE, address],
+            capture_output=True,
+            text=True,
+            timeout=JOIN_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired as error:
         raise UserError(
-            f"--address {address}: no Ray cluster reachable there ({reason})"
+            f"{source}: no Ray cluster answered there within {JOIN_TIMEOUT_S:g} s"
         ) from error
+    if probe.returncode != 0:
+        lines = [line for line in probe.stderr.strip().splitlines() if line.strip()]
+        reason = lines[-1].strip() if lines else f"exit code {probe.returncode}"
+        raise UserError(f"{source}: cannot join this Ray cluster ({reason})")
 
 
 TUNE_LOGGERS = ("ray.tune", "ray.train", "ray.air")
@@ -107,9 +150,10 @@ def ray_connection(address: str | None) -> Iterator[bool]:
     if ray.is_initialized():
         yield False
         return
+    source = address_source(address)
     address = cluster_address(address)
     if address:
-        check_reachable(address)
+        check_reachable(address, source)
     try:
         ray.init(
             address=address,
@@ -119,7 +163,7 @@ def ray_connection(address: str | None) -> Iterator[bool]:
             configure_logging=True,
         )
     except ConnectionError as error:
-        raise UserError(f"--address {address}: cannot join this Ray cluster ({error})") from error
+        raise UserError(f"{source}: cannot join this Ray cluster ({error})") from error
     try:
         yield True
     finally:

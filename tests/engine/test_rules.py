@@ -76,7 +76,13 @@ def test_plan_counts_and_pending() -> None:
     ],
 )
 def test_addresses_checked_before_joining(address: str, expected: tuple | None) -> None:
-    assert _host_port(address) == expected
+    assert _host_port(address, f"--address {address}") == expected
+
+
+@pytest.mark.parametrize("address", ["head:notaport", "head:0", "head:70000"])
+def test_a_port_that_is_not_a_port_is_bad_input(address: str) -> None:
+    with pytest.raises(UserError, match=f"--address {address}: port"):
+        _host_port(address, f"--address {address}")
 
 
 def test_messages() -> None:
