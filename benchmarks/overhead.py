@@ -152,6 +152,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--grid", default="quickstart", help="grid under grids/ (its baseline)")
     parser.add_argument("--rounds", type=int, default=5, help="engine/bare pairs")
     parser.add_argument("--quick", action="store_true", help="1 round, 2 epochs at 32 px")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="train exactly this many epochs (early stopping off): shows how the engine's "
+        "fixed per-run costs (checkpoints, TensorBoard) amortise over a longer run",
+    )
     return parser.parse_args(argv)
 
 
@@ -164,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.rounds = 1
         train = config.train.model_copy(update={"epochs": 2, "image_size": 32})
+        config = config.model_copy(update={"train": train})
+    if args.epochs is not None:
+        train = config.train.model_copy(update={"epochs": args.epochs, "patience": None})
         config = config.model_copy(update={"train": train})
     cpus = max(1, int(grid.resources.cpu))
     data = load_data(config.data)
