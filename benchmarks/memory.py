@@ -8,12 +8,12 @@
 
 2. Driver copies: a fresh process builds a full-size dataset (2228 pairs at 224 px: the
    EBHI-Seg sample tiled to 2228, else synthetic tiles) and hands it to Tune exactly as the
-   engine does (`tune.with_parameters(train_variant, data=data, ...)`, which puts it in the
-   object store). The growth of the driver's RSS (anonymous + shared memory, from
-   /proc/self/status) divided by the dataset's nbytes is the number of copies the driver
-   holds: RssAnon counts its own heap arrays, RssShmem the object store's pages it wrote.
-   For comparison the same with the data put first and only the object store's copy
-   kept (`ref = ray.put(data)`, the loaded arrays dropped, `with_parameters(data=ref)`).
+   engine does (`ablate.engine.commands.ship_dataset`: put in the object store, the loaded
+   arrays dropped, then `tune.with_parameters(train_variant, data=ref, ...)`). The growth of
+   the driver's RSS (anonymous + shared memory, from /proc/self/status) divided by the
+   dataset's nbytes is the number of copies the driver holds: RssAnon counts its own heap
+   arrays, RssShmem the object store's pages it wrote. For comparison, "naive" hands the
+   loaded arrays to `with_parameters` directly while the driver keeps them.
 
     python benchmarks/memory.py           # about 2-3 min
     python benchmarks/memory.py --quick   # small dataset, trivial study
@@ -161,7 +161,7 @@ def _driver_rss() -> tuple[int, int]:
 
 
 def copies_probe(mode: str, pairs: int) -> dict[str, float]:
-    """Child process: build the dataset, hand it to Tune (`mode` engine or put-first)."""
+    """Child process: build the dataset, hand it to Tune (`mode` engine or naive)."""
     import logging
 
     import ray
@@ -175,15 +175,16 @@ def copies_probe(mode: str, pairs: int) -> dict[str, float]:
     data = _full_size_data(pairs)
     nbytes = data.images.nbytes + data.masks.nbytes
     loaded = _driver_rss()
-    if mode == "engine":  # ablate/engine/driver.py run_trials, the study keeps `data`
-        trainable = tune.with_parameters(train_variant, data=data, setup=setup)
-    else:
-        ref = ray.put(data)
-        del data
-        import gc
+    if mode == "engine":  # ablate/engine/commands.py train_pending
+        from types import SimpleNamespace
 
-        gc.collect()
-        trainable = tune.with_parameters(train_variant, data=ref, setup=setup)
+        from ablate.engine.commands import ship_dataset
+
+        holder = SimpleNamespace(data=data)  # ship_dataset reads and clears `study.data`
+        del data
+        trainable = tune.with_parameters(train_variant, data=ship_dataset(holder), setup=setup)
+    else:  # naive: the loaded arrays handed over while the driver keeps them
+        trainable = tune.with_parameters(train_variant, data=data, setup=setup)
     handed = _driver_rss()
     del trainable
     ray.shutdown()
@@ -218,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=FULL_PAIRS, help="dataset size of part 2")
     parser.add_argument("--quick", action="store_true", help="trivial study, 300 pairs")
     parser.add_argument("--skip-study", action="store_true", help="part 2 only")
-    parser.add_argument("--probe", choices=["engine", "put-first"], help=argparse.SUPPRESS)
+    parser.add_argument("--probe", choices=["engine", "naive"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.probe:
         print(json.dumps(copies_probe(args.probe, args.pairs)))
@@ -241,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             [row],
         )
     rows, copies = [], {}
-    for mode in ("engine", "put-first"):
+    for mode in ("engine", "naive"):
         found = driver_copies(mode, args.pairs)
         copies[mode] = found["handed_copies"]
         rows.append(
@@ -268,8 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         rows,
     )
     print(
-        "engine: tune.with_parameters(train_variant, data=data) as in ablate/engine/driver.py; "
-        "put-first: ref = ray.put(data), loaded arrays dropped, with_parameters(data=ref)"
+        "engine: ablate.engine.commands.ship_dataset (ray.put, loaded arrays dropped) then "
+        "with_parameters(data=ref); naive: with_parameters(data=data), the driver keeping it"
     )
     print(f"target: one copy in the driver: {'met' if copies['engine'] < 1.5 else 'not met'}")
     print(f"driver_copies={copies['engine']:.2f}")

@@ -323,12 +323,8 @@ COMMAND_CASES = [
         ("RAY_ADDRESS", UNREACHABLE),
         max_seconds=FAST_S,
     ),
-    Case(
-        "cli-address-auto-without-cluster",
-        _args("run", "grid.yaml", "--out", "study", "--address", "auto"),
-        ("--address auto", "cannot join"),
-        max_seconds=FAST_S,
-    ),
+    # No `--address auto` case: `auto` joins any Ray running on the machine (the suite's own
+    # session-wide instance included), so "no cluster" cannot be arranged reliably here.
     Case(
         "cli-address-port-not-a-number",
         _args("run", "grid.yaml", "--out", "study", "--address", "localhost:notaport"),

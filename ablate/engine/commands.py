@@ -130,7 +130,7 @@ def train_pending(study: Study, address: str | None, max_concurrent: int | None)
     with ray_connection(address):
         outcome = run_trials(
             setup,
-            _ship_dataset(study),
+            ship_dataset(study),
             pending,
             resources,
             max_concurrent or resources.max_concurrent,
@@ -143,7 +143,7 @@ def train_pending(study: Study, address: str | None, max_concurrent: int | None)
     return outcome.errors
 
 
-def _ship_dataset(study: Study) -> object:
+def ship_dataset(study: Study) -> object:
     """Put the dataset in Ray's object store once and drop the driver's own heap copy.
 
     Trials read the arrays from the object store (zero-copy on the same node), so the driver
