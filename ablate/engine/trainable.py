@@ -68,9 +68,11 @@ class TrialSetup:
 
 def macro_dice(class_metrics: pd.DataFrame | None) -> float:
     """Mean Dice over the categories (or classes) of one run; NaN when it has none."""
+    from ablate.train.metrics import macro
+
     if class_metrics is None or class_metrics.empty or "dice" not in class_metrics:
         return float("nan")
-    return float(np.nanmean(class_metrics["dice"].to_numpy(dtype=float)))
+    return macro(class_metrics, "dice")
 
 
 def _node_id() -> str:

@@ -209,6 +209,11 @@ def conv_layers(model: nn.Module) -> dict[str, nn.Conv2d | nn.ConvTranspose2d]:
     return {name: module for name, module in modules if isinstance(module, CONV_TYPES)}
 
 
+def output_channels(task: str, categories: Sequence[str]) -> int:
+    """Logit channels: 1 for `binary`, background + one per category for `multiclass`."""
+    return 1 if task == "binary" else 1 + len(categories)
+
+
 def build_model(config: ModelConfig, out_channels: int) -> UNet:
     """The U-Net a `ModelConfig` describes; the one place config turns into arguments.
 

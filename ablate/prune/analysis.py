@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import io
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -19,10 +18,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ablate.config import PruningConfig, RunConfig, Task
+from ablate.config import PruningConfig, RunConfig
 from ablate.data.loader import build_eval_loader, build_train_loader, channel_stats
 from ablate.data.split import Split
-from ablate.models import build_model
+from ablate.models import build_model, output_channels
 from ablate.prune.methods import method_seed, prune_copy, sparsity
 from ablate.prune.scopes import Target, conv_layers, scope_targets
 from ablate.prune.summary import UNPRUNED_METHOD, UNPRUNED_SCOPE, UNPRUNED_TARGET
@@ -61,11 +60,6 @@ class RunSpec:
     @property
     def config(self) -> RunConfig:
         return RunConfig.model_validate_json(self.config_json)
-
-
-def out_channels(task: Task, categories: Sequence[str]) -> int:
-    """Logit channels: 1 for binary, background + one per category for multiclass."""
-    return 1 if task == "binary" else 1 + len(categories)
 
 
 def load_state(
@@ -243,7 +237,7 @@ def analyse_run(
     config = spec.config
     location = resolve_study(spec.study_uri)
     store = ResultStore(location, study=spec.study)
-    model = build_model(config.model, out_channels(config.protocol.task, data.categories))
+    model = build_model(config.model, output_channels(config.protocol.task, data.categories))
     trained = load_state(location, spec.variant, spec.seed, "best.pt")
     model.load_state_dict(trained)
     split = run_split(config, data, spec.seed)

@@ -66,27 +66,28 @@ def _predict(
 ) -> np.ndarray:
     """Foreground masks (K, H, W) of one run's model at the native mask resolution."""
     import torch
-    from torch.nn import functional
 
     from ablate.data.loader import build_eval_loader
-    from ablate.models import build_model
+    from ablate.models import build_model, output_channels
+    from ablate.train.device import plan_device
+    from ablate.train.evaluate import native_logits
 
-    out_channels = 1 if config.protocol.task == "binary" else 1 + len(data.categories)
-    model = build_model(config.model, out_channels)
+    channels = output_channels(config.protocol.task, data.categories)
+    model = build_model(config.model, channels)
     state = torch.load(weights, map_location="cpu", weights_only=True)
     # torch.compile wraps the module; its state_dict keys carry this prefix.
     state = {key.removeprefix("_orig_mod."): value for key, value in state.items()}
     model.load_state_dict(state)
     model.eval()
+    plan = plan_device(config.train, "cpu")
     loader = build_eval_loader(
         data, indices, config.train, num_workers=0, pin_memory=False, stats=stats
     )
     masks: dict[int, np.ndarray] = {}
     with torch.no_grad():
         for batch in loader:
-            logits = model(batch["image"])  # (B, C, h, w)
-            logits = functional.interpolate(logits, size=batch["mask"].shape[-2:], mode="bilinear")
-            foreground = logits[:, 0] > 0 if out_channels == 1 else logits.argmax(1) > 0
+            logits = native_logits(model, batch["image"], batch["mask"].shape[-2:], plan)
+            foreground = logits[:, 0] > 0 if channels == 1 else logits.argmax(1) > 0
             for index, mask in zip(batch["index"].tolist(), foreground.numpy(), strict=True):
                 masks[index] = mask
     return np.stack([masks[int(index)] for index in indices])

@@ -21,7 +21,7 @@ from ablate.config import RunConfig
 from ablate.data.ebhi import SegmentationData
 from ablate.data.loader import build_eval_loader, build_train_loader, channel_stats
 from ablate.data.split import Split, split_indices
-from ablate.models.unet import build_model
+from ablate.models import build_model, output_channels
 from ablate.train.device import DevicePlan, plan_device, seed_everything
 from ablate.train.evaluate import predict_counts
 from ablate.train.loop import HISTORY_COLUMNS, fit
@@ -192,8 +192,7 @@ def _train_and_evaluate(
 
     # Initial weights depend on the seed and the architecture only.
     torch.manual_seed(seed)
-    out_channels = 1 if task == "binary" else 1 + len(data.categories)
-    model = build_model(config.model, out_channels)
+    model = build_model(config.model, output_channels(task, data.categories))
     if outputs is not None:
         outputs.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         torch.save(_cpu_state(model), outputs.checkpoint_dir / "initial.pt")
