@@ -111,6 +111,31 @@ class LocalCluster:
         result = self.script("kill", str(worker))
         assert result.returncode == 0, result.stderr
 
+    def worker_indices(self) -> dict[str, int]:
+        """Ray node id -> worker index (1..N, as `kill` takes it) of every worker node.
+
+        Read from the GCS in a subprocess (this process may have its own Ray and lacks the
+        cluster's token mode); local.sh gives node i the node manager port P+10+10i.
+        """
+        probe = (
+            "import sys; from ray._raylet import GcsClient; "
+            "nodes = GcsClient(address=sys.argv[1]).get_all_node_info(timeout=10); "
+            "[print(k.hex(), i.node_manager_port) for k, i in nodes.items() if i.state == 0]"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", probe, self.address],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        indices = {}
+        for line in result.stdout.splitlines():
+            node_id, port = line.split()
+            indices[node_id] = (int(port) - self.port - 10) // 10
+        return {node_id: i for node_id, i in indices.items() if i > 0}  # 0 is the head
+
     def down(self) -> subprocess.CompletedProcess:
         self.started = False
         return self.script("down")
@@ -179,7 +204,7 @@ protocol:
   val_fraction: 0.1
 baseline:
   model: {{widths: [8, 16, 32]}}
-  train: {{image_size: 32, epochs: {epochs}, batch_size: 8, patience: 3}}
+  train: {{image_size: 32, epochs: {epochs}, batch_size: 8, patience: {max(3, epochs)}}}
   augment: {{copies: 1}}
 ablations:
   remove: [skips]
