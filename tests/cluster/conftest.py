@@ -111,24 +111,29 @@ class LocalCluster:
         result = self.script("kill", str(worker))
         assert result.returncode == 0, result.stderr
 
+    def python(self, code: str, *args: str) -> subprocess.CompletedProcess:
+        """`python -c CODE ARGS` with the cluster's environment, in a subprocess (keeps this
+        process's Ray, if any, untouched)."""
+        return subprocess.run(
+            [sys.executable, "-c", code, *args],
+            env=self.env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
     def worker_indices(self) -> dict[str, int]:
         """Ray node id -> worker index (1..N, as `kill` takes it) of every worker node.
 
-        Read from the GCS in a subprocess (this process may have its own Ray and lacks the
-        cluster's token mode); local.sh gives node i the node manager port P+10+10i.
+        Read from the GCS in a subprocess (this process lacks the cluster's token mode);
+        local.sh gives node i the node manager port P+10+10i.
         """
         probe = (
             "import sys; from ray._raylet import GcsClient; "
             "nodes = GcsClient(address=sys.argv[1]).get_all_node_info(timeout=10); "
             "[print(k.hex(), i.node_manager_port) for k, i in nodes.items() if i.state == 0]"
         )
-        result = subprocess.run(
-            [sys.executable, "-c", probe, self.address],
-            env=self.env(),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        result = self.python(probe, self.address)
         assert result.returncode == 0, result.stderr
         indices = {}
         for line in result.stdout.splitlines():

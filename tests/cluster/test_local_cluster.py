@@ -130,13 +130,7 @@ def test_down_leaves_no_ray_process(cluster_factory) -> None:
         "import ray, sys; ray.init(address=sys.argv[1], log_to_driver=False); "
         "print(ray.get(ray.remote(lambda: ray.get_runtime_context().get_node_id()).remote()))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", probe, cluster.address],
-        env=cluster.env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = cluster.python(probe, cluster.address)
     assert result.returncode == 0, result.stderr
     assert len(result.stdout.strip().splitlines()[-1]) == 56  # a node id, 28 bytes in hex
     cluster.assert_down_leaves_nothing()
