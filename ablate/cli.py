@@ -39,6 +39,13 @@ def _floats(text: str) -> list[float]:
         ) from error
 
 
+class _FlatNumbers(argparse.Action):
+    """Numbers given as `0.1,0.25`, `0.1 0.25` or both, stored as one flat list."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        setattr(namespace, self.dest, [number for numbers in values for number in numbers])
+
+
 def _add_data(subparsers: argparse._SubParsersAction) -> None:
     data = subparsers.add_parser("data", help="inspect or generate datasets")
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
@@ -114,7 +121,14 @@ def _add_prune(subparsers: argparse._SubParsersAction) -> None:
     prune.add_argument("--variants", nargs="+", default=None, help="variants (default all)")
     prune.add_argument("--methods", nargs="+", default=None, help="pruning methods")
     prune.add_argument("--scope", nargs="+", default=None, dest="scopes", help="scopes")
-    prune.add_argument("--amounts", type=_floats, default=None, help="e.g. 0.1,0.25,0.5")
+    prune.add_argument(
+        "--amounts",
+        nargs="+",
+        type=_floats,
+        action=_FlatNumbers,
+        default=None,
+        help="shares of weights to prune, e.g. 0.1,0.25,0.5 or 0.1 0.25 0.5",
+    )
     prune.add_argument("--address", default=None, help="Ray cluster address")
     prune.set_defaults(
         target="ablate.prune.commands:prune_command",

@@ -4,7 +4,8 @@ A study directory remembers the grid it was made from (grid.yaml). Running again
 same grid, or one that only adds variants or seeds, continues the study; any other change
 (a baseline hyperparameter, the data, the protocol) would mix results of two different
 studies, so it is refused with the changed keys named. `resources` may change freely: it
-decides where runs execute, not what they compute.
+decides where runs execute, not what they compute; so may `pruning`, whose new settings are
+analysed on top of the stored ones.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from typing import Any
 from ablate.config import GridConfig
 from ablate.errors import UserError
 
-FREE_SECTIONS = ("resources",)
-"""Top-level grid keys that may change between runs of one study."""
+FREE_SECTIONS = ("resources", "pruning")
+"""Top-level grid keys that may change between runs of one study: where runs execute, and
+the pruning analysis (new settings add rows to the stored ones; see ablate/prune/study.py)."""
 GROWABLE_KEYS = ("ablations", "protocol.seeds")
 """Keys that may change as long as variants and seeds are only added."""
 

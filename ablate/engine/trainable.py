@@ -92,6 +92,7 @@ def runs_row(
         "epochs": int(result.epochs),
         "best_epoch": pd.array([result.best_epoch], dtype="Int64"),
         "duration_s": float(result.duration_s),
+        "test_loss": float("nan") if result.test_loss is None else float(result.test_loss),
         "node": _node_id(),
         "hostname": socket.gethostname(),
         "device": str(result.device),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import io
+import itertools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -42,7 +43,17 @@ PRUNING = "pruning"
 WEIGHT_DISTANCE = "weight_distance"
 GRAD_NORMS = "grad_norms"
 PRUNE_TABLES = (PRUNING, WEIGHT_DISTANCE, GRAD_NORMS)
+STEP_COLUMNS = ["method", "scope", "amount"]
 SCORE_COLUMNS = ["tp", "fp", "fn", "tn", "dice", "iou", "precision", "recall", "accuracy"]
+
+
+Step = tuple[str, str, float]
+"""One pruning setting of a run: (method, scope, amount)."""
+
+
+def requested_steps(pruning: PruningConfig) -> set[Step]:
+    """Every (method, scope, amount) a pruning configuration asks for."""
+    return set(itertools.product(pruning.methods, pruning.scopes, map(float, pruning.amounts)))
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,9 @@ class RunSpec:
     config_json: str
     tables: tuple[str, ...] = PRUNE_TABLES
     """Tables still missing for this run (resume skips the others)."""
+    stored_steps: frozenset[Step] = frozenset()
+    """(method, scope, amount) already in the run's pruning table: only the others run, and
+    their rows are added to the stored ones."""
 
     @property
     def config(self) -> RunConfig:
@@ -113,31 +127,25 @@ def pruning_table(
     pruning: PruningConfig,
     seed: int,
     device: torch.device,
+    stored: frozenset[Step] = frozenset(),
 ) -> pd.DataFrame:
     """Rows of the pruning table for one run: the unpruned model, then every pruning step.
 
     Columns: method, scope, target, amount, sparsity, category, tp, fp, fn, tn and scores.
     The unpruned rows carry method `none`, target `unpruned`, amount 0 and the natural
     sparsity of all conv weights. A target of the same name and layers in two scopes (a
-    block is in both `modules` and `groups`) is evaluated once.
+    block is in both `modules` and `groups`) is evaluated once. Steps in `stored` are
+    skipped, and so are the unpruned rows when anything is stored (the table has them).
     """
     model = model.to(device)
-    everything = list(conv_layers(model).values())
-    frames = [
-        _step_rows(
-            evaluate_classes(model, loader, config, data, device),
-            UNPRUNED_METHOD,
-            UNPRUNED_SCOPE,
-            UNPRUNED_TARGET,
-            0.0,
-            sparsity(everything),
-        )
-    ]
+    frames = [] if stored else [_unpruned_rows(model, loader, config, data, device)]
     done: dict[tuple, tuple[pd.DataFrame, float]] = {}
     targets: list[Target] = scope_targets(model, list(pruning.scopes))
     for method in pruning.methods:
         for target in targets:
             for amount in pruning.amounts:
+                if (method, target.scope, float(amount)) in stored:
+                    continue
                 key = (method, target.name, target.layers, float(amount))
                 if key not in done:
                     done[key] = _prune_and_score(
@@ -147,7 +155,24 @@ def pruning_table(
                 frames.append(
                     _step_rows(scores, method, target.scope, target.name, amount, reached)
                 )
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _unpruned_rows(
+    model: nn.Module,
+    loader: DataLoader,
+    config: RunConfig,
+    data: SegmentationData,
+    device: torch.device,
+) -> pd.DataFrame:
+    return _step_rows(
+        evaluate_classes(model, loader, config, data, device),
+        UNPRUNED_METHOD,
+        UNPRUNED_SCOPE,
+        UNPRUNED_TARGET,
+        0.0,
+        sparsity(list(conv_layers(model).values())),
+    )
 
 
 def _prune_and_score(
@@ -262,7 +287,12 @@ def analyse_run(
         loader = build_eval_loader(
             data, split.test, config.train, num_workers=0, pin_memory=False, stats=stats
         )
-        rows = pruning_table(model, loader, config, data, pruning, spec.seed, device)
+        rows = pruning_table(
+            model, loader, config, data, pruning, spec.seed, device, spec.stored_steps
+        )
+        if spec.stored_steps:  # new steps join the stored rows; nothing stored is lost
+            stored = store.read_run(PRUNING, spec.variant, spec.seed)
+            rows = pd.concat([stored, rows], ignore_index=True)
         store.write(PRUNING, spec.variant, spec.seed, rows)
         written.append(PRUNING)
     return written

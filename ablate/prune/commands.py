@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import yaml
 from pydantic import ValidationError
 
@@ -67,7 +69,11 @@ def prune_command(
     amounts: list[float] | None = None,
     address: str | None = None,
 ) -> None:
-    """Run the pruning analysis of a study and print the targets whose pruning hurts most.
+    """Run the pruning analysis of a study, print the targets whose pruning hurts most and
+    rebuild the study's summary and report.html.
+
+    Settings already analysed for a run are kept and skipped; new methods, scopes or amounts
+    add their rows to the run's pruning table.
 
     Raises:
         UserError: a missing study, no completed runs, unknown variants, methods or scopes,
@@ -89,9 +95,20 @@ def prune_command(
     with ray_connection(address):
         errors = run_pruning(location, config)
     _print_worst(location)
+    _refresh_report(study_dir)
     if errors:
         lines = "\n".join(f"  - {run}: {error}" for run, error in errors.items())
         raise UserError(f"{study_dir}: pruning failed for {len(errors)} run(s)\n{lines}")
+
+
+def _refresh_report(study_dir: str) -> None:
+    """Rebuild summary/ and report.html, whose pruning section shows the new results."""
+    from ablate.report.commands import summarize_command
+
+    try:
+        summarize_command(study_dir)
+    except UserError as error:  # the pruning results are stored; only the report is stale
+        print(f"warning: report.html not refreshed: {error}", file=sys.stderr)
 
 
 def _print_worst(location: StudyLocation) -> None:

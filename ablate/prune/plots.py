@@ -17,30 +17,40 @@ from matplotlib.figure import Figure
 from ablate.prune.summary import MACRO
 
 
+def curve_targets(summary: pd.DataFrame, variant: str) -> dict[str, tuple[str, str]]:
+    """method -> (scope, target) whose amount-vs-Dice curve a variant's figure shows.
+
+    The whole network (scope `global`) when it was pruned; otherwise the target of the first
+    scope pruned whose macro Dice falls most at its largest amount (the most sensitive one).
+    """
+    rows = summary[(summary["variant"] == variant) & (summary["category"] == MACRO)]
+    chosen = {}
+    for method, part in rows.groupby("method", sort=False):
+        scope = "global" if (part["scope"] == "global").any() else part["scope"].iloc[0]
+        part = part[part["scope"] == scope]
+        largest = part[part["amount"] == part["amount"].max()]
+        target = largest.sort_values("delta_dice_mean", kind="stable")["target"].iloc[0]
+        chosen[method] = (scope, target)
+    return chosen
+
+
 def amount_curves(summary: pd.DataFrame, variant: str) -> Figure | None:
-    """Amount vs Dice per category (one line each) for the global scope, one panel per method."""
-    rows = summary[(summary["variant"] == variant) & (summary["scope"] == "global")]
-    methods = list(dict.fromkeys(rows["method"]))
-    if not methods:
+    """Amount vs Dice per category (one line each), one panel per method (see curve_targets)."""
+    chosen = curve_targets(summary, variant)
+    if not chosen:
         return None
-    fig, axes = plt.subplots(1, len(methods), figsize=(4.5 * len(methods), 3.6), squeeze=False)
-    for ax, method in zip(axes[0], methods, strict=True):
-        for category, curve in rows[rows["method"] == method].groupby("category", sort=False):
-            curve = curve.sort_values("amount")
-            style = {"color": "black", "linewidth": 2.2} if category == MACRO else {}
-            ax.plot(
-                curve["amount"],
-                curve["dice_mean"],
-                marker="o",
-                markersize=3,
-                label=category,
-                **style,
-            )
-            std = curve["dice_std"].fillna(0.0)
-            ax.fill_between(
-                curve["amount"], curve["dice_mean"] - std, curve["dice_mean"] + std, alpha=0.15
-            )
-        ax.set_title(f"{variant}: {method} (global)")
+    fig, axes = plt.subplots(1, len(chosen), figsize=(4.5 * len(chosen), 3.6), squeeze=False)
+    for ax, (method, (scope, target)) in zip(axes[0], chosen.items(), strict=True):
+        rows = summary[
+            (summary["variant"] == variant)
+            & (summary["method"] == method)
+            & (summary["scope"] == scope)
+            & (summary["target"] == target)
+        ]
+        for category, curve in rows.groupby("category", sort=False):
+            _category_curve(ax, curve.sort_values("amount"), category)
+        where = "global" if scope == "global" else f"{target}, most sensitive of {scope}"
+        ax.set_title(f"{variant}: {method} ({where})", fontsize=9)
         ax.set_xlabel("amount pruned")
         ax.set_ylabel("Dice")
         ax.set_ylim(0, 1.02)
@@ -48,6 +58,14 @@ def amount_curves(summary: pd.DataFrame, variant: str) -> Figure | None:
     axes[0][-1].legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     return fig
+
+
+def _category_curve(ax: plt.Axes, curve: pd.DataFrame, category: str) -> None:
+    """One category's mean Dice over amounts with a band of one standard deviation."""
+    style = {"color": "black", "linewidth": 2.2} if category == MACRO else {}
+    ax.plot(curve["amount"], curve["dice_mean"], marker="o", markersize=3, label=category, **style)
+    std = curve["dice_std"].fillna(0.0)
+    ax.fill_between(curve["amount"], curve["dice_mean"] - std, curve["dice_mean"] + std, alpha=0.15)
 
 
 def sensitivity_heatmap(

@@ -61,10 +61,10 @@ def build_summary(
     result = PruningSummary(
         summary=summary,
         worst=worst_targets(summary),
-        weight_distance=layer_summary(distance, "relative_distance")
+        weight_distance=layer_summary(distance, ["distance", "relative_distance"])
         if not distance.empty
         else distance,
-        grad_norms=layer_summary(grads, "grad_norm", extra=["weights"])
+        grad_norms=layer_summary(grads, ["grad_norm"], extra=["weights"])
         if not grads.empty
         else grads,
     )
@@ -86,6 +86,10 @@ def _figures(result: PruningSummary) -> dict[str, Figure]:
                     summary, variant, method, scope
                 )
         figures[f"weight_distance_{tag}"] = _variant_bars(
+            result.weight_distance, variant, "distance", "L2 norm ||W_trained - W_initial||"
+        )
+        # Relative to the initial norm: comparable across layers of different sizes.
+        figures[f"weight_distance_relative_{tag}"] = _variant_bars(
             result.weight_distance,
             variant,
             "relative_distance",
@@ -175,7 +179,7 @@ def pruning_html(study_dir: str | Path | StudyLocation) -> str | None:
         _table_html(result.worst),
     ]
     groups = (
-        ("Amount vs Dice, global scope", "amount_dice_"),
+        ("Amount vs Dice per category", "amount_dice_"),
         ("Sensitivity heatmaps (macro Dice drop)", "heatmap_"),
         ("Weight distance from initialisation", "weight_distance_"),
         ("Gradient norms over one training epoch", "grad_norms_"),

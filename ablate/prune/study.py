@@ -2,7 +2,8 @@
 
 The driver reads the runs table, loads each dataset once and ships it through the object
 store (`ray.put`), so workers need neither a dataset copy nor the driver's filesystem
-beyond the study location. Runs whose tables all exist are skipped (resume).
+beyond the study location. Runs whose tables all exist and hold every requested pruning step
+are skipped (resume); new steps are added to a run's stored rows.
 """
 
 from __future__ import annotations
@@ -14,7 +15,15 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from ablate.config import PruningConfig
-from ablate.prune.analysis import PRUNE_TABLES, RunSpec, analyse_run
+from ablate.prune.analysis import (
+    PRUNE_TABLES,
+    PRUNING,
+    STEP_COLUMNS,
+    RunSpec,
+    Step,
+    analyse_run,
+    requested_steps,
+)
 from ablate.prune.report import write_summary
 from ablate.store import ResultStore
 from ablate.store.fs import StudyLocation, resolve_study
@@ -40,20 +49,35 @@ def ok_runs(store: ResultStore, variants: list[str] | None) -> pd.DataFrame:
 
 
 def pending_runs(location: StudyLocation, config: PruningConfig) -> list[RunSpec]:
-    """The completed runs that still miss at least one pruning table, with the missing ones."""
+    """The completed runs that still miss a pruning table or a requested pruning step.
+
+    A run whose pruning table lacks some (method, scope, amount) of `config` is pending for
+    those steps only: asking for a new method, scope or amount adds its rows to the study.
+    """
     store = ResultStore(location)
     done = {table: set(store.run_files(table)) for table in PRUNE_TABLES}
+    wanted = requested_steps(config)
     specs = []
     for row in ok_runs(store, config.variants).itertuples(index=False):
         key = (row.variant, int(row.seed))
-        missing = tuple(table for table in PRUNE_TABLES if key not in done[table])
+        stored = _stored_steps(store, *key) if key in done[PRUNING] else frozenset()
+        missing = tuple(
+            table
+            for table in PRUNE_TABLES
+            if key not in done[table] or (table == PRUNING and not wanted <= stored)
+        )
         if missing:
-            specs.append(
-                RunSpec(
-                    location.uri, str(row.study), row.variant, int(row.seed), row.config, missing
-                )
-            )
+            spec = RunSpec(location.uri, str(row.study), *key, row.config, missing, stored)
+            specs.append(spec)
     return specs
+
+
+def _stored_steps(store: ResultStore, variant: str, seed: int) -> frozenset[Step]:
+    """The (method, scope, amount) settings already in one run's pruning table."""
+    steps = store.read_run(PRUNING, variant, seed, columns=STEP_COLUMNS).drop_duplicates()
+    return frozenset(
+        (method, scope, float(amount)) for method, scope, amount in steps.itertuples(index=False)
+    )
 
 
 def _datasets(specs: list[RunSpec]) -> dict[str, SegmentationData]:
@@ -134,7 +158,8 @@ def prune_study(study_dir: str | Path | StudyLocation, config: PruningConfig) ->
     """Pruning sensitivity of every completed run of a study, then summary/pruning/.
 
     Writes results/pruning, results/weight_distance and results/grad_norms (one file per
-    run; runs that have all three are skipped) and the summary tables and figures. Runs are
+    run; runs that have all three, with every requested pruning step, are skipped; steps
+    not stored yet are added to a run's rows) and the summary tables and figures. Runs are
     spread as Ray tasks when Ray is initialised, else analysed in this process. A run whose
     analysis fails is reported on stderr and left for the next call, so one broken run
     never costs the others (or the training before them) their results.

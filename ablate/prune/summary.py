@@ -105,10 +105,14 @@ def worst_targets(summary: pd.DataFrame, count: int = 10) -> pd.DataFrame:
     )
 
 
-def layer_summary(table: pd.DataFrame, value: str, extra: list[str] | None = None) -> pd.DataFrame:
-    """Mean and std over seeds of `value` per (variant, layer[, extra...]), in layer order."""
+def layer_summary(
+    table: pd.DataFrame, values: list[str], extra: list[str] | None = None
+) -> pd.DataFrame:
+    """Mean and std over seeds of each of `values` per (variant, layer[, extra...]), in layer
+    order: columns `<value>_mean`, `<value>_std` and `seeds`."""
     keys = ["variant", *(extra or []), "layer"]
     grouped = table.groupby(keys, sort=False)
-    out = grouped[value].agg(["mean", "std"]).add_prefix(f"{value}_")
+    out = grouped[values].agg(["mean", "std"])
+    out.columns = [f"{value}_{stat}" for value, stat in out.columns]
     out["seeds"] = grouped["seed"].nunique()
     return out.reset_index()

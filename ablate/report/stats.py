@@ -196,17 +196,19 @@ def significant(p_holm: float) -> bool:
 
 
 def losses_at_best_epoch(history: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """Train and validation loss of each run at the epoch whose weights were kept.
+    """Train, validation and test loss of each run with the weights it kept.
 
-    The kept epoch is the run's `best_epoch` when history has it, else the epoch with the
-    lowest validation loss, else the last epoch (no validation loss recorded).
+    Train and validation loss come from the history at the kept epoch: the run's
+    `best_epoch` when history has it, else the epoch with the lowest validation loss, else
+    the last epoch (no validation loss recorded). The test loss is the runs table's
+    `test_loss` (NaN for studies stored before it existed).
 
     Returns:
-        Columns variant, seed, epoch, train_loss, val_loss.
+        Columns variant, seed, epoch, train_loss, val_loss, test_loss.
     """
     columns = ["variant", "seed", "epoch", "train_loss", "val_loss"]
     if history.empty:
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame(columns=[*columns, "test_loss"])
     best = runs.set_index(list(RUN_KEYS))["best_epoch"] if "best_epoch" in runs else None
     rows = []
     for (variant, seed), group in history.groupby(list(RUN_KEYS), sort=False):
@@ -218,7 +220,11 @@ def losses_at_best_epoch(history: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFr
         if chosen.empty:
             chosen = group.iloc[[-1]]
         rows.append(chosen.iloc[0][columns].to_dict())
-    return pd.DataFrame(rows, columns=columns)
+    losses = pd.DataFrame(rows, columns=columns)
+    test = runs[[*RUN_KEYS, "test_loss"]] if "test_loss" in runs else runs[list(RUN_KEYS)]
+    return losses.merge(test, on=list(RUN_KEYS), how="left").reindex(
+        columns=[*columns, "test_loss"]
+    )
 
 
 def ranking(
@@ -232,7 +238,7 @@ def ranking(
 
     Returns:
         Columns rank, variant, mean, std, n_seeds, mean_delta, p_holm, train_loss, val_loss,
-        loss_gap (val_loss - train_loss), losses averaged over the variant's runs.
+        test_loss, loss_gap (test_loss - train_loss), losses averaged over the variant's runs.
     """
     macro = scores[(scores["category"] == MACRO) & (scores["metric"] == metric)]
     summary = score_summary(macro).rename(columns={"n": "n_seeds"})
@@ -242,9 +248,10 @@ def ranking(
         macro_deltas[["variant", "mean_delta", "p_holm"]], on="variant", how="left"
     )
     table.loc[table["variant"] == baseline, "mean_delta"] = 0.0
-    mean_losses = losses.groupby("variant", as_index=False)[["train_loss", "val_loss"]].mean()
+    loss_columns = ["train_loss", "val_loss", "test_loss"]
+    mean_losses = losses.groupby("variant", as_index=False)[loss_columns].mean()
     table = table.merge(mean_losses, on="variant", how="left")
-    table["loss_gap"] = table["val_loss"] - table["train_loss"]
+    table["loss_gap"] = table["test_loss"] - table["train_loss"]
     table = table.sort_values(["mean", "variant"], ascending=[False, True], ignore_index=True)
     table.insert(0, "rank", np.arange(1, len(table) + 1))
     return table

@@ -86,7 +86,7 @@ def ranking_display(ranking: pd.DataFrame) -> pd.DataFrame:
         f"{d:+.3f}" + (" *" if significant(p) else "") if math.isfinite(d) else "n/a"
         for d, p in zip(ranking["mean_delta"], ranking["p_holm"], strict=True)
     ]
-    for column in ("train_loss", "val_loss", "loss_gap"):
+    for column in ("train_loss", "val_loss", "test_loss", "loss_gap"):
         shown[column.replace("_", " ")] = [_number(float(v), 4) for v in ranking[column]]
     shown["n"] = ranking["n_seeds"].astype(str)
     return shown
@@ -113,10 +113,11 @@ DELTA_LEGEND = (
 )
 
 LOSS_LEGEND = (
-    "Losses are the mean over seeds at each run's kept (best) epoch. `val loss` is the loss "
-    "on the split that early stopping watched (the validation split, or the test split when "
-    "the protocol has no validation split); the test loss itself is not stored. "
-    "`loss gap` = val loss - train loss."
+    "Losses are the mean over seeds with each run's kept (best-epoch) weights. `train loss` "
+    "is the epoch's mean training loss (augmented batches, training resolution); `val loss` "
+    "is the loss on the split early stopping watched (the validation split, or the test "
+    "split when the protocol has none); `test loss` is the loss on the test split at the "
+    "native mask resolution. `loss gap` = test loss - train loss."
 )
 
 

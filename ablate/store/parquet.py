@@ -148,6 +148,16 @@ class ResultStore:
         merged = pa.concat_tables(tables, promote_options="permissive")
         return merged.to_pandas().reset_index(drop=True)
 
+    def read_run(
+        self, table: str, variant: str, seed: int, columns: list[str] | None = None
+    ) -> pd.DataFrame:
+        """One run's rows of `table` (only `columns` when given); empty when not stored."""
+        parts = (RESULTS, table, run_file_name(variant, seed))
+        if not self.location.exists(*parts):
+            return pd.DataFrame(columns=columns)
+        table_rows = pq.read_table(self.location.path(*parts), columns=columns, filesystem=self.fs)
+        return table_rows.to_pandas()
+
     def delete_run(self, variant: str, seed: int) -> None:
         """Remove every table's file of one run (the runs file first, so it reads unfinished)."""
         for table in TABLES:

@@ -1,4 +1,4 @@
-"""Evaluation at the native mask resolution: confusion counts per image, validation loss.
+"""Evaluation at the native mask resolution: confusion counts per image, validation and test loss.
 
 The network sees images at the training resolution; its logits are upsampled bilinearly to
 the native mask size before thresholding, so metrics never depend on the training size.
@@ -113,10 +113,33 @@ def predict_counts(
         >>> rows = predict_counts(model, test_loader, "binary", data.categories, "cpu",
         ...                       names=data.names)
     """
+    rows, _ = predict_counts_and_loss(
+        model, loader, task, categories, device, precision, names=names
+    )
+    return rows
+
+
+def predict_counts_and_loss(
+    model: nn.Module,
+    loader: DataLoader,
+    task: Task,
+    categories: Sequence[str],
+    device: str | torch.device | DevicePlan | None = None,
+    precision: Precision | torch.dtype | None = "auto",
+    *,
+    names: Sequence[str] | None = None,
+    loss_fn: Loss | None = None,
+) -> tuple[pd.DataFrame, float | None]:
+    """predict_counts' rows and, with `loss_fn`, the mean loss per image in the same pass.
+
+    The loss is taken on the native-size logits, as `evaluate_loss` does; None without
+    `loss_fn` or images.
+    """
     plan = _as_plan(device, precision)
     per_batch: list[torch.Tensor] = []
     indices: list[torch.Tensor] = []
     categories_seen: list[torch.Tensor] = []
+    total_loss = torch.zeros((), device=plan.device)
     with _eval_mode(model), torch.inference_mode():
         for batch in _batches(loader, plan):
             logits = native_logits(model, batch["image"], batch["mask"].shape[-2:], plan)
@@ -124,12 +147,21 @@ def predict_counts(
             per_batch.append(batch_counts(logits, target, task))
             indices.append(batch["index"])
             categories_seen.append(batch["category"])
+            if loss_fn is not None:
+                size = batch["image"].shape[0]
+                total_loss += loss_fn(logits, _loss_target(target, task)).float() * size
     if not per_batch:
-        return empty_image_metrics()
+        return empty_image_metrics(), None
     counts = torch.cat(per_batch).cpu().numpy()  # the one host transfer: (N, K, 4)
     index = torch.cat(indices).cpu().numpy()
     category = torch.cat(categories_seen).cpu().numpy()
-    return _rows(counts, index, category, task, categories, names)
+    loss = float(total_loss) / len(index) if loss_fn is not None else None
+    return _rows(counts, index, category, task, categories, names), loss
+
+
+def _loss_target(target: torch.Tensor, task: Task) -> torch.Tensor:
+    """What the losses take: a float (B, 1, H, W) mask (binary) or (B, H, W) labels."""
+    return target.unsqueeze(1).float() if task == "binary" else target
 
 
 def _rows(
@@ -181,9 +213,8 @@ def evaluate_loss(
         for batch in _batches(loader, plan):
             logits = native_logits(model, batch["image"], batch["mask"].shape[-2:], plan)
             target = class_targets(batch["mask"], batch["category"], task)
-            loss_target = target.unsqueeze(1).float() if task == "binary" else target
             size = batch["image"].shape[0]
-            total_loss += loss_fn(logits, loss_target).float() * size
+            total_loss += loss_fn(logits, _loss_target(target, task)).float() * size
             seen += size
             counts = batch_counts(logits, target, task)  # (B, K, 4)
             if task == "binary":

@@ -23,7 +23,7 @@ from ablate.data.loader import build_eval_loader, build_train_loader, channel_st
 from ablate.data.split import Split, split_indices
 from ablate.models import build_model, output_channels
 from ablate.train.device import DevicePlan, plan_device, seed_everything
-from ablate.train.evaluate import predict_counts
+from ablate.train.evaluate import predict_counts_and_loss
 from ablate.train.loop import HISTORY_COLUMNS, fit
 from ablate.train.losses import build_loss
 from ablate.train.metrics import class_metrics, empty_class_metrics, empty_image_metrics
@@ -63,6 +63,9 @@ class RunResult:
     early_stopping_split: str = "val"
     """Split early stopping watched: "val", "test" (val_fraction 0: test numbers are
     optimistic) or "none" (patience None: every epoch trained, last weights kept)."""
+    test_loss: float | None = None
+    """Mean training loss function over the test images with the kept weights (native
+    resolution, eval mode); None unless status is "ok"."""
     extras: dict[str, Any] = field(default_factory=dict)
     """Sizes of the split and the worker count, for the log."""
 
@@ -227,8 +230,8 @@ def _train_and_evaluate(
             return
         if outputs is not None:
             torch.save(_cpu_state(model), outputs.checkpoint_dir / "best.pt")
-        image_metrics = predict_counts(
-            network, test_loader, task, data.categories, plan, names=data.names
+        image_metrics, result.test_loss = predict_counts_and_loss(
+            network, test_loader, task, data.categories, plan, names=data.names, loss_fn=loss_fn
         )
         result.image_metrics = image_metrics
         result.class_metrics = class_metrics(image_metrics, data.categories, task)

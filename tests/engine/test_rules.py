@@ -28,11 +28,12 @@ def _grid(**changes: Any) -> GridConfig:
     return GridConfig.model_validate(raw)
 
 
-def test_adding_seeds_variants_or_changing_resources_is_compatible() -> None:
+def test_adding_seeds_variants_or_changing_resources_or_pruning_is_compatible() -> None:
     more = _grid(
         protocol={"seeds": [0, 1, 2]},
         ablations={"swap": {"model.norm": ["none", "instance"]}},
         resources={"cpu": 2, "max_concurrent": 1},
+        pruning={"methods": ["random_structured"], "amounts": [0.3]},  # adds rows, loses none
     )
     check_compatible(_grid(), more, "study")
 

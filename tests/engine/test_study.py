@@ -38,6 +38,7 @@ def test_every_run_is_stored_where_the_contract_says(finished_study: tuple[Path,
         "epochs",
         "best_epoch",
         "duration_s",
+        "test_loss",
         "node",
         "hostname",
         "device",
@@ -50,6 +51,7 @@ def test_every_run_is_stored_where_the_contract_says(finished_study: tuple[Path,
     ):
         assert column in runs.columns, column
     assert runs["node"].str.len().gt(0).all()  # the Ray node id of the worker
+    assert runs["test_loss"].gt(0).all()
     assert (runs["study"] == "tiny").all()
     categories = len(pd.read_json(study / "dataset.json", typ="series")["categories"])
     class_metrics = pd.read_parquet(study / "results" / "class_metrics")

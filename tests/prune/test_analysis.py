@@ -123,6 +123,9 @@ def test_summary_and_html(pruned: Path) -> None:
     assert "weight_distance_baseline.png" in names and "grad_norms_baseline.png" in names
     table = pd.read_csv(summary / "pruning_summary.csv")
     assert (table["seeds"] == 2).all()
+    distance = pd.read_csv(summary / "weight_distance.csv")
+    assert {"distance_mean", "relative_distance_mean", "seeds"} <= set(distance.columns)
+    assert "weight_distance_relative_baseline.png" in names
     fragment = pruning_html(pruned)
     assert fragment.startswith('<section id="pruning">') and fragment.count("<img") >= 4
     assert "data:image/png;base64," in fragment

@@ -76,3 +76,39 @@ def test_prune_on_ray_uses_grid_defaults_and_cli_overrides(
     assert sorted(set(pruned["amount"])) == [0.3, 0.6]
     assert sorted(set(table["seed"])) == [0, 1]
     assert (study_dir / "summary" / "pruning" / "amount_dice_baseline.png").is_file()
+
+
+def _pruning_rows(study_dir: Path):
+    table = ResultStore(study_dir).read(PRUNING)
+    keys = ["seed", "method", "scope", "target", "amount", "category"]
+    return table.sort_values(keys, ignore_index=True)
+
+
+def test_new_settings_add_rows_and_keep_the_stored_ones(
+    study_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = ["--methods", "l1_unstructured", "--scope", "groups", "--amounts", "0.5"]
+    assert main(["prune", str(study_dir), *first]) == 0
+    before = _pruning_rows(study_dir)
+    # Amounts space- or comma-separated; a stored step (l1, groups, 0.5) is asked again.
+    second = ["--methods", "l1_unstructured", "random_structured", "--scope", "groups"]
+    assert main(["prune", str(study_dir), *second, "--amounts", "0.25", "0.5,0.75"]) == 0
+    after = _pruning_rows(study_dir)
+    steps = set(zip(after["method"], after["scope"], after["amount"], strict=True))
+    methods = ("l1_unstructured", "random_structured")
+    wanted = {(m, "groups", a) for m in methods for a in (0.25, 0.5, 0.75)}
+    assert steps == {("none", "none", 0.0)} | wanted
+    # Every row stored by the first call is still there, unchanged, and only once.
+    kept = after.merge(before, how="inner")
+    assert len(kept) == len(before)
+    assert not after.duplicated(["seed", "method", "scope", "target", "amount", "category"]).any()
+    # Only groups were pruned: the amount-vs-Dice figure shows the most sensitive group.
+    assert (study_dir / "summary" / "pruning" / "amount_dice_baseline.png").is_file()
+    # The report is rebuilt with its pruning section.
+    report = (study_dir / "summary" / "report.html").read_text()
+    assert '<section id="pruning">' in report
+    capsys.readouterr()
+    # Nothing new asked: nothing analysed, the table stays as it is.
+    stamp = {p: p.stat().st_mtime_ns for p in (study_dir / "results" / PRUNING).glob("*.parquet")}
+    assert main(["prune", str(study_dir), *second, "--amounts", "0.25,0.5"]) == 0
+    assert stamp == {p: p.stat().st_mtime_ns for p in stamp}

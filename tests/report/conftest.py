@@ -89,6 +89,7 @@ def write_run(study_dir: Path, variant: str, seed: int, status: str = "ok") -> N
                 "epochs": 3,
                 "best_epoch": 1,
                 "duration_s": 3.0,
+                "test_loss": 1.0 + offset,
                 "node": "node-1",
                 "hostname": "host",
                 "device": "cpu",

@@ -171,6 +171,16 @@ def test_checkpoints_and_events_are_written(
         model, loader, "binary", synthetic_data.categories, "cpu", names=synthetic_data.names
     )
     pd.testing.assert_frame_equal(rows, result.image_metrics)
+    # ... and the reported test loss, measured in the same pass.
+    loss, _ = evaluate_loss(
+        model,
+        loader,
+        build_loss(config.train.loss, "binary"),
+        "binary",
+        len(synthetic_data.categories),
+        plan_device(config.train, "cpu"),
+    )
+    assert result.test_loss == pytest.approx(loss.item(), rel=1e-5)
     assert any((tmp_path / "tb").glob("events.out.tfevents.*"))
 
 
