@@ -6,6 +6,9 @@ Loading keeps the line of every key (from the YAML node tree), resolves `extends
 `ablate.config`, then checks the ablations. Each problem reads `KEY.PATH (line N): message`;
 all of them are raised together in one `GridError`. YAML is loaded with the safe loader only:
 a grid is data, nothing in it is ever evaluated.
+
+A single-run config (data, protocol, model, train, augment at the top level; no study,
+baseline or ablations) loads as the one-variant grid it stands for, named after its file.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from ablate.errors import GridError
 KeyPath = tuple[str | int, ...]
 """A YAML key path: ("ablations", "swap", "lr", 1) is shown as ablations.swap.lr[1]."""
 
+GRID_ONLY_KEYS = ("study", "baseline", "ablations")
+"""Keys that only a grid has: a file with none of them is a single-run config."""
 ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 EXTENDS = "extends"
 
@@ -56,10 +61,13 @@ class GridOrigin:
     """The grid file as the user named it."""
     lines: dict[KeyPath, Location]
     """Key path -> location, extended files included (an override wins)."""
+    single_run: bool = False
+    """A single-run config: its sections were moved under `baseline`, shown as written."""
 
     def locate(self, path: KeyPath) -> str:
         """'baseline.train.lr (line 12)', or '(base.yaml line 3)' when inherited."""
-        text = format_path(path)
+        written = path[1:] if self.single_run and path[:1] == ("baseline",) else path
+        text = format_path(written)
         location = self.lines.get(tuple(path))
         if location is None:
             return text
@@ -86,7 +94,10 @@ def load_grid(path: str | Path) -> GridConfig:
     """
     path = Path(path)
     data, lines = _resolve_extends(path, ())
-    origin = GridOrigin(path, lines)
+    single_run = not any(key in data for key in GRID_ONLY_KEYS)
+    if single_run:
+        data, lines = _run_config_as_grid(data, lines, path)
+    origin = GridOrigin(path, lines, single_run)
     problems: list[str] = []
     data = _substitute_env(data, (), origin.locate, problems)
     try:
@@ -102,6 +113,22 @@ def load_grid(path: str | Path) -> GridConfig:
     if problems:
         raise GridError(str(path), problems)
     return grid
+
+
+def _run_config_as_grid(
+    data: dict, lines: dict[KeyPath, Location], path: Path
+) -> tuple[dict, dict[KeyPath, Location]]:
+    """A single-run config as a grid: its model/train/augment sections become the baseline
+    and the study is named after the file (`ablate train run.yaml` needs no grid keys)."""
+    recipe = tuple(Recipe.model_fields)
+    grid = {key: value for key, value in data.items() if key not in recipe}
+    grid["study"] = re.sub(r"[^A-Za-z0-9_.-]+", "-", path.stem).lstrip("-_.") or "run"
+    grid["baseline"] = {key: data[key] for key in recipe if key in data}
+    moved = {
+        (("baseline", *key) if key and key[0] in recipe else key): location
+        for key, location in lines.items()
+    }
+    return grid, moved
 
 
 def _read_yaml(path: Path) -> tuple[dict, dict[KeyPath, Location]]:

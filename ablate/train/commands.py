@@ -37,8 +37,9 @@ def train_command(grid: str, seed: int, variant: str = "baseline", out: str | No
     if variant not in variants:
         raise UserError(f"{grid}: no variant {variant!r}; variants: {', '.join(variants)}")
     config = config_grid.run_config(variants[variant].recipe)
-    data = load_data(config.data)
     directory = Path(out) if out is not None else default_out(config_grid.study, variant, seed)
+    _make_out(directory)
+    data = load_data(config.data)
     outputs = RunOutputs(checkpoint_dir=directory, tensorboard_dir=directory / "tensorboard")
     print(f"training {config_grid.study}/{variant} seed={seed} -> {directory}", flush=True)
 
@@ -49,8 +50,16 @@ def train_command(grid: str, seed: int, variant: str = "baseline", out: str | No
         raise SystemExit(1)
 
 
+def _make_out(directory: Path) -> None:
+    """Create the output folder before any work, so a bad --out costs no training."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise UserError(f"--out {directory}: cannot create the output folder: {reason}") from None
+
+
 def _write_tables(result: RunResult, directory: Path, config_json: str) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
     result.image_metrics.to_parquet(directory / "image_metrics.parquet", index=False)
     result.class_metrics.to_parquet(directory / "class_metrics.parquet", index=False)
     result.history.to_parquet(directory / "history.parquet", index=False)

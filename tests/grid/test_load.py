@@ -321,3 +321,19 @@ def test_missing_file_is_rejected(tmp_path: Path) -> None:
 
 def test_top_level_list_is_rejected(write_grid: WriteGrid) -> None:
     assert "top level must be a mapping" in _problems(write_grid("- study\n- data\n"))
+
+
+def test_single_run_config_loads_as_a_one_variant_grid(tmp_path: Path) -> None:
+    path = tmp_path / "my run.yaml"
+    path.write_text(
+        "data: {synthetic: {per_class: 4}}\nmodel: {widths: [8, 16]}\ntrain: {epochs: 2, lr: -1}\n"
+    )
+    with pytest.raises(GridError) as error:
+        load_grid(path)
+    # Problems name the keys as written, not the baseline section they moved to.
+    assert "train.lr (line 3)" in str(error.value) and "baseline." not in str(error.value)
+    path.write_text("data: {synthetic: {per_class: 4}}\nmodel: {widths: [8, 16]}\n")
+    grid = load_grid(path)
+    assert grid.study == "my-run"
+    assert grid.baseline.model.widths == [8, 16]
+    assert [variant.name for variant in expand_variants(grid)] == ["baseline"]

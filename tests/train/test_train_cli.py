@@ -74,6 +74,30 @@ def test_unknown_variant_is_bad_input(
     assert "nope" in error and "baseline" in error
 
 
+def test_unusable_out_folder_is_bad_input_before_training(
+    tmp_path: Path, synthetic_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    grid = _write_grid(tmp_path, synthetic_root)
+    taken = tmp_path / "a-file"
+    taken.write_text("kept")
+    assert main(["train", str(grid), "--seed", "0", "--out", str(taken)]) == 2
+    error = capsys.readouterr().err
+    assert f"--out {taken}: cannot create the output folder" in error
+    assert "Traceback" not in error and taken.read_text() == "kept"
+
+
+def test_single_run_config_trains_without_grid_keys(
+    tmp_path: Path, synthetic_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """CONFIG may hold just the sections of one run (data, model, train, augment)."""
+    config = tmp_path / "one-run.yaml"
+    config.write_text(yaml.safe_dump({"data": {"root": str(synthetic_root)}, **TINY_BASELINE}))
+    out = tmp_path / "out"
+    assert main(["train", str(config), "--seed", "0", "--out", str(out)]) == 0
+    assert "training one-run/baseline seed=0" in capsys.readouterr().out
+    assert (out / "best.pt").is_file()
+
+
 def test_failed_run_exits_1_after_printing_its_status(
     tmp_path: Path, synthetic_root: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
