@@ -23,6 +23,8 @@ LABEL_DIR = "label"
 # Folders that archive tools leave behind; as invisible to the user as dot files.
 IGNORED_NAMES = frozenset({"__MACOSX", "Thumbs.db", "desktop.ini"})
 MASK_MODES = frozenset({"L", "1", "P", "LA", "RGB", "RGBA"})
+MIN_CATEGORY_PAIRS = 2
+"""A category needs one pair to train on and one to test on."""
 
 
 @dataclass(frozen=True)
@@ -259,6 +261,28 @@ def _keep_usable(pairs: list[_Pair], dropped: list[DroppedFile]) -> list[_Pair]:
     return usable
 
 
+def _keep_testable_categories(
+    usable: list[_Pair], categories: list[str], dropped: list[DroppedFile]
+) -> tuple[list[_Pair], list[str]]:
+    """Leave out, with a reason, each category too small to be trained and tested.
+
+    Such a category would silently miss from every per-category table and from the macro
+    mean; its folder is reported instead.
+    """
+    counts = Counter(pair.category for pair in usable)
+    kept = [name for name in categories if counts[name] >= MIN_CATEGORY_PAIRS]
+    for name in categories:
+        if name not in kept:
+            dropped.append(
+                DroppedFile(
+                    f"{name}/",
+                    f"category left out: {counts[name]} usable pair(s), at least "
+                    f"{MIN_CATEGORY_PAIRS} needed (one to train on, one to test on)",
+                )
+            )
+    return [pair for pair in usable if pair.category in kept], kept
+
+
 def load_ebhi(root: str | Path) -> SegmentationData:
     """Read an EBHI-Seg folder into memory, dropping unusable files with their reasons.
 
@@ -274,7 +298,8 @@ def load_ebhi(root: str | Path) -> SegmentationData:
         The decoded dataset, categories sorted, pairs sorted by file name within a category.
 
     Raises:
-        DatasetError: root missing, empty or not in the layout, or no usable pair at all.
+        DatasetError: root missing, empty or not in the layout, or no usable pair at all
+            (or no category with MIN_CATEGORY_PAIRS pairs).
 
     Example:
         >>> data = load_ebhi("shared/data/EBHI-SEG-sample")
@@ -286,12 +311,19 @@ def load_ebhi(root: str | Path) -> SegmentationData:
     dropped: list[DroppedFile] = []
     found = _find_pairs(root, category_dirs, dropped)
     usable = _keep_usable(_decode_pairs(found), dropped)
-    categories = sorted(folder.name for folder in category_dirs)
-    counts = {name: sum(pair.category == name for pair in usable) for name in categories}
-    report = CleaningReport(str(root), counts, dropped)
     if not usable:
         reasons = "; ".join(f"{item.path}: {item.reason}" for item in dropped[:3])
         raise DatasetError(f"{root}: no usable image/label pair ({reasons or 'no PNG files'})")
+    usable, categories = _keep_testable_categories(
+        usable, sorted(folder.name for folder in category_dirs), dropped
+    )
+    if not usable:
+        raise DatasetError(
+            f"{root}: no category has {MIN_CATEGORY_PAIRS} usable pairs (one to train on, "
+            "one to test on)"
+        )
+    counts = {name: sum(pair.category == name for pair in usable) for name in categories}
+    report = CleaningReport(str(root), counts, dropped)
     return SegmentationData(
         images=np.stack([pair.image.array for pair in usable]),
         masks=np.stack([pair.label.array for pair in usable]),

@@ -142,6 +142,25 @@ def test_rgba_image_accepted_only_when_opaque(ebhi):
     }
 
 
+def test_category_too_small_to_test_is_left_out_with_its_reason(ebhi):
+    root = ebhi.good(("Normal", "Polyp"), pairs=2)
+    ebhi.pair("Serrated adenoma", "only.png")
+    (root / "Empty" / "image").mkdir(parents=True)
+    (root / "Empty" / "label").mkdir()
+    data = load_ebhi(root)
+    assert data.categories == ["Normal", "Polyp"] and len(data) == 4
+    assert data.report.counts == {"Normal": 2, "Polyp": 2}
+    reasons = dropped(data)
+    assert reasons["Serrated adenoma/"].startswith("category left out: 1 usable pair(s)")
+    assert reasons["Empty/"].startswith("category left out: 0 usable pair(s)")
+
+
+def test_no_category_large_enough_is_a_dataset_error(ebhi):
+    root = ebhi.good(("Normal", "Polyp"), pairs=1)
+    with pytest.raises(DatasetError, match="no category has 2 usable pairs"):
+        load_ebhi(root)
+
+
 def test_bad_roots_raise_dataset_error(ebhi, bad_dataset):
     with pytest.raises(DatasetError) as caught:
         load_ebhi(bad_dataset.build(ebhi))
