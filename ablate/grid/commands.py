@@ -6,6 +6,7 @@ import sys
 import textwrap
 from typing import Any
 
+from ablate.config import GridConfig
 from ablate.errors import GridError
 from ablate.grid.components import SWAPPABLE, allowed_values, removals_for
 from ablate.grid.expand import Variant, expand_variants, format_value, read_value
@@ -45,11 +46,25 @@ def grid_check(grids: list[str]) -> None:
                 subsequent_indent="  ",
             )
         )
+        _print_test_split_note(grid, variants)
     # One message per failed file, each naming its file; the last one leaves through the CLI.
     for error in failures[:-1]:
         print(f"error: {error}", file=sys.stderr)
     if failures:
         raise failures[-1]
+
+
+def _print_test_split_note(grid: GridConfig, variants: list[Variant]) -> None:
+    """Flag a protocol without validation split: early stopping then watches the test split."""
+    if not grid.protocol.early_stops_on_test:
+        return
+    watching = [variant.name for variant in variants if variant.recipe.train.patience is not None]
+    if watching:
+        print(
+            "  note: protocol.val_fraction is 0, so early stopping of "
+            f"{'every variant' if len(watching) == len(variants) else ', '.join(watching)} "
+            "watches the TEST split: their test numbers will be optimistic"
+        )
 
 
 def _count(number: int, noun: str) -> str:
@@ -76,6 +91,7 @@ def grid_show(grid: str) -> None:
     width = max(len(name) for name, _ in rows)
     for name, changes in rows:
         print(f"{name:<{width}}  {changes}")
+    _print_test_split_note(config, variants)
 
 
 def describe_changes(variant: Variant, baseline: Variant) -> str:

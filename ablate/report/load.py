@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from ablate.config import GridConfig, RunConfig
+from ablate.config import GridConfig, ProtocolConfig, RunConfig
 from ablate.errors import UserError
 
 TABLES = ("runs", "class_metrics", "image_metrics", "history")
@@ -72,6 +72,24 @@ class Study:
         if rows.empty or "config" not in rows or not isinstance(rows["config"].iloc[0], str):
             return None
         return RunConfig.model_validate_json(rows["config"].iloc[0])
+
+    def protocol(self) -> ProtocolConfig | None:
+        """The grid's protocol, else the first stored run's."""
+        if self.grid is not None:
+            return self.grid.protocol
+        if self.runs.empty:
+            return None
+        config = self.run_config(*self.runs[["variant", "seed"]].iloc[0])
+        return config.protocol if config else None
+
+    def early_stopping_splits(self) -> set[str]:
+        """The splits early stopping watched, from the runs table, else from the protocol."""
+        if "early_stopping_split" in self.runs:
+            return {str(s) for s in self.runs["early_stopping_split"].dropna()}
+        protocol = self.protocol()
+        if protocol is None:
+            return set()
+        return {"test" if protocol.early_stops_on_test else "val"}
 
 
 def _load_grid(path: Path, notes: list[str]) -> GridConfig | None:

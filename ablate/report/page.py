@@ -8,7 +8,6 @@ from typing import Any
 
 import pandas as pd
 
-from ablate.config import ProtocolConfig
 from ablate.report import html, stats, tables
 from ablate.report.load import RunStatus, Study
 from ablate.report.summary import Summary
@@ -27,27 +26,10 @@ class Figures:
     notes: list[str] | None = None
 
 
-def _protocol(study: Study) -> ProtocolConfig | None:
-    if study.grid is not None:
-        return study.grid.protocol
-    config = study.run_config(*study.runs[["variant", "seed"]].iloc[0])
-    return config.protocol if config else None
-
-
-def early_stopping_splits(study: Study) -> set[str]:
-    """The splits early stopping watched, from the runs table, else from the protocol."""
-    if "early_stopping_split" in study.runs:
-        return {str(s) for s in study.runs["early_stopping_split"].dropna()}
-    protocol = _protocol(study)
-    if protocol is None:
-        return set()
-    return {"test" if protocol.early_stops_on_test else "val"}
-
-
 def protocol_section(study: Study) -> str:
     """Split fractions, seeds, task, early stopping; a warning when it watched the test split."""
-    protocol = _protocol(study)
-    splits = early_stopping_splits(study)
+    protocol = study.protocol()
+    splits = study.early_stopping_splits()
     pairs: list[tuple[str, Any]] = [("study", study.name), ("directory", str(study.path))]
     data = study.grid.data if study.grid is not None else None
     if data is not None:

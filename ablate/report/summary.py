@@ -81,13 +81,16 @@ def write_tables(study: Study, summary: Summary, out: Path) -> list[Path]:
     """deltas.{parquet,csv}, scores.{parquet,csv}, deltas_<metric>.md, ranking.{md,csv}."""
     written = _frame_files(summary.deltas, out, "deltas")
     written += _frame_files(summary.summary, out, "scores")
+    on_test = "test" in study.early_stopping_splits()
     for metric in stats.METRICS:
         grid = tables.delta_grid(summary.summary, summary.deltas, metric)
         path = out / f"deltas_{metric}.md"
-        path.write_text(tables.deltas_markdown(study.name, metric, grid))
+        path.write_text(tables.deltas_markdown(study.name, metric, grid, on_test))
         written.append(path)
     summary.ranking.to_csv(out / "ranking.csv", index=False)
     (out / "ranking.md").write_text(
-        tables.ranking_markdown(study.name, summary.metric, summary.ranking)
+        tables.ranking_markdown(
+            study.name, summary.metric, summary.ranking, stopped_on_test=on_test
+        )
     )
     return [*written, out / "ranking.csv", out / "ranking.md"]

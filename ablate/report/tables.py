@@ -121,17 +121,33 @@ LOSS_LEGEND = (
 )
 
 
-def deltas_markdown(study: str, metric: str, grid: pd.DataFrame) -> str:
+TEST_SPLIT_NOTE = (
+    "**Early stopping watched the TEST split** (protocol.val_fraction 0, no validation "
+    "split): every test score here is optimistic.\n\n"
+)
+
+
+def deltas_markdown(
+    study: str, metric: str, grid: pd.DataFrame, stopped_on_test: bool = False
+) -> str:
     """Content of `deltas_<metric>.md`."""
-    return f"# {study}: {metric} deltas vs baseline\n\n{DELTA_LEGEND}\n\n{markdown(grid)}"
+    note = TEST_SPLIT_NOTE if stopped_on_test else ""
+    return f"# {study}: {metric} deltas vs baseline\n\n{note}{DELTA_LEGEND}\n\n{markdown(grid)}"
 
 
-def ranking_markdown(study: str, metric: str, ranking: pd.DataFrame, top: int = TOP_N) -> str:
+def ranking_markdown(
+    study: str,
+    metric: str,
+    ranking: pd.DataFrame,
+    top: int = TOP_N,
+    stopped_on_test: bool = False,
+) -> str:
     """Content of `ranking.md`: the best and worst `top` variants by macro metric."""
     shown = ranking_display(ranking)
     worst = shown.iloc[::-1].head(top)
+    note = TEST_SPLIT_NOTE if stopped_on_test else ""
     return (
-        f"# {study}: variants ranked by macro {metric}\n\n{LOSS_LEGEND}\n\n"
+        f"# {study}: variants ranked by macro {metric}\n\n{note}{LOSS_LEGEND}\n\n"
         f"## Best {min(top, len(shown))}\n\n{markdown(shown.head(top))}\n"
         f"## Worst {min(top, len(shown))}\n\n{markdown(worst)}"
     )

@@ -70,3 +70,17 @@ def test_components_lists_removals_and_swappable_values(capsys: pytest.CaptureFi
         assert f"\n  {name} " in out
     assert "norm (model.norm)" in out and "instance-double" in out
     assert "lr (train.lr)" in out and "number > 0.0" in out
+
+
+def test_check_and_show_flag_early_stopping_on_the_test_split(
+    write_grid: WriteGrid, minimal: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    on_test = minimal.replace("  seeds: 2\n", "  seeds: 2\n  val_fraction: 0\n")
+    grid = write_grid(on_test + "ablations:\n  remove: [early-stopping]\n")
+    assert main(["grid", "check", str(grid)]) == 0
+    assert main(["grid", "show", str(grid)]) == 0
+    out = capsys.readouterr().out
+    # The early-stopping removal trains every epoch: only the baseline watches the test split.
+    assert out.count("early stopping of baseline watches the TEST split") == 2
+    assert main(["grid", "check", str(write_grid(minimal, name="val.yaml"))]) == 0
+    assert "TEST split" not in capsys.readouterr().out

@@ -98,6 +98,15 @@ def test_early_stopping_on_test_is_flagged(study_factory) -> None:
     summarize_command(str(study_dir))
     page = (study_dir / "summary" / "report.html").read_text()
     assert 'class="warning"' in page and "optimistic" in page
+    for name in ("deltas_dice.md", "deltas_iou.md", "ranking.md"):
+        assert "Early stopping watched the TEST split" in (study_dir / "summary" / name).read_text()
+
+
+def test_early_stopping_on_validation_is_not_flagged(study_factory) -> None:
+    study_dir = study_factory()
+    summarize_command(str(study_dir))
+    for name in ("report.html", "deltas_dice.md", "ranking.md"):
+        assert "optimistic" not in (study_dir / "summary" / name).read_text()
 
 
 def test_cli_exit_codes(study_factory, tmp_path: Path, capsys) -> None:
