@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ablate.data.ebhi import CleaningReport
 from ablate.data.source import load_data
 from ablate.errors import UserError
 from ablate.grid import expand_variants, load_grid
@@ -40,6 +41,7 @@ def train_command(grid: str, seed: int, variant: str = "baseline", out: str | No
     directory = Path(out) if out is not None else default_out(config_grid.study, variant, seed)
     _make_out(directory)
     data = load_data(config.data)
+    _print_dropped(data.report)
     outputs = RunOutputs(checkpoint_dir=directory, tensorboard_dir=directory / "tensorboard")
     print(f"training {config_grid.study}/{variant} seed={seed} -> {directory}", flush=True)
 
@@ -48,6 +50,17 @@ def train_command(grid: str, seed: int, variant: str = "baseline", out: str | No
     print(format_result(result, data.categories))
     if result.status != "ok":
         raise SystemExit(1)
+
+
+def _print_dropped(report: CleaningReport, shown: int = 5) -> None:
+    """Say what the dataset lost before training on the rest (all of it: `ablate data check`)."""
+    if not report.dropped:
+        return
+    print(f"dataset {report.root}: {len(report.dropped)} file(s) dropped", flush=True)
+    for item in report.dropped[:shown]:
+        print(f"  {item.path}: {item.reason}")
+    if len(report.dropped) > shown:
+        print(f"  ... (ablate data check {report.root} lists all)")
 
 
 def _make_out(directory: Path) -> None:

@@ -189,6 +189,10 @@ def _rows(
     return frame[IMAGE_COLUMNS]
 
 
+VAL_SCORES = ("dice", "iou", "precision", "recall")
+"""The macro scores `evaluate_loss` returns, in this order."""
+
+
 def evaluate_loss(
     model: nn.Module,
     loader: DataLoader,
@@ -197,12 +201,13 @@ def evaluate_loss(
     num_categories: int,
     plan: DevicePlan,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean loss and macro Dice of `model` on `loader`, both as 0-d tensors on the device.
+    """Mean loss (0-d) and macro scores (VAL_SCORES, shape (4,)) of `model` on `loader`.
 
     The loss is taken on logits upsampled to the native mask size (what the metrics see).
-    The Dice is the mean over categories (binary) or classes (multiclass) present in the
-    loader, each from counts summed over its images. Nothing syncs with the host, so the
-    caller decides when to read the numbers.
+    Each score is the mean over categories (binary) or classes (multiclass) present in the
+    loader, each from counts summed over its images, with the conventions of
+    `ablate.train.metrics`. Nothing syncs with the host: the tensors stay on the device, so
+    the caller decides when to read the numbers.
     """
     total_loss = torch.zeros((), device=plan.device)
     seen = torch.zeros((), device=plan.device)
@@ -223,11 +228,31 @@ def evaluate_loss(
             else:
                 sums += counts.sum(dim=0)
                 present[batch["category"]] = True
-    tp, fp, fn = sums[:, 0].double(), sums[:, 1].double(), sums[:, 2].double()
-    denominator = 2 * tp + fp + fn
-    dice = torch.where(denominator > 0, 2 * tp / denominator.clamp(min=1), torch.ones_like(tp))
-    macro_dice = (dice * present).sum() / present.sum().clamp(min=1)
-    return total_loss / seen.clamp(min=1), macro_dice.float()
+    scores = _scores(sums.double())  # (groups, 4)
+    macro = (scores * present.unsqueeze(1)).sum(dim=0) / present.sum().clamp(min=1)
+    return total_loss / seen.clamp(min=1), macro.float()
+
+
+def _ratio(numerator: torch.Tensor, denominator: torch.Tensor, empty: torch.Tensor | float):
+    """numerator / denominator, `empty` where the denominator is 0."""
+    empty = torch.as_tensor(empty, dtype=numerator.dtype, device=numerator.device)
+    return torch.where(denominator > 0, numerator / denominator.clamp(min=1), empty)
+
+
+def _scores(counts: torch.Tensor) -> torch.Tensor:
+    """(G, 4) tp, fp, fn, tn -> (G, 4) Dice, IoU, precision, recall (metrics.py's rules)."""
+    tp, fp, fn = counts[:, 0], counts[:, 1], counts[:, 2]
+    errors = fp + fn
+    one, zero = torch.ones_like(tp), torch.zeros_like(tp)
+    return torch.stack(
+        [
+            _ratio(2 * tp, 2 * tp + errors, one),
+            _ratio(tp, tp + errors, one),
+            _ratio(tp, tp + fp, torch.where(fn == 0, one, zero)),
+            _ratio(tp, tp + fn, torch.where(fp == 0, one, zero)),
+        ],
+        dim=1,
+    )
 
 
 def _as_plan(

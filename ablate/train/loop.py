@@ -19,10 +19,17 @@ from torch.utils.data import DataLoader
 
 from ablate.config import Task, TrainConfig
 from ablate.train.device import DevicePlan
-from ablate.train.evaluate import Loss, class_targets, evaluate_loss
+from ablate.train.evaluate import VAL_SCORES, Loss, class_targets, evaluate_loss
 from ablate.train.optim import EpochSchedule
 
-HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_dice", "lr", "seconds"]
+HISTORY_COLUMNS = [
+    "epoch",
+    "train_loss",
+    "val_loss",
+    *(f"val_{name}" for name in VAL_SCORES),
+    "lr",
+    "seconds",
+]
 
 
 @dataclass
@@ -112,18 +119,21 @@ def fit(
 
         train_loss = loss_sum / max(seen, 1)
         if monitor_loader is not None:
-            val_loss, val_dice = evaluate_loss(
+            val_loss, val_scores = evaluate_loss(
                 model, monitor_loader, loss_fn, task, num_categories, plan
             )
         else:
-            val_loss = val_dice = torch.full((), math.nan, device=plan.device)
+            val_loss = torch.full((), math.nan, device=plan.device)
+            val_scores = torch.full((len(VAL_SCORES),), math.nan, device=plan.device)
         # The one host sync of the epoch.
-        train_value, val_value, dice_value = torch.stack([train_loss, val_loss, val_dice]).tolist()
+        train_value, val_value, *score_values = torch.cat(
+            [train_loss.view(1), val_loss.view(1), val_scores]
+        ).tolist()
         row = {
             "epoch": epoch,
             "train_loss": train_value,
             "val_loss": val_value,
-            "val_dice": dice_value,
+            **{f"val_{name}": value for name, value in zip(VAL_SCORES, score_values, strict=True)},
             "lr": lr,
             "seconds": time.perf_counter() - started,
         }
@@ -162,6 +172,7 @@ def _log_epoch(writer: Any, row: dict[str, Any]) -> None:
     writer.add_scalar("loss/train", row["train_loss"], step)
     if math.isfinite(row["val_loss"]):
         writer.add_scalar("loss/val", row["val_loss"], step)
-        writer.add_scalar("dice/val", row["val_dice"], step)
+        for name in VAL_SCORES:
+            writer.add_scalar(f"{name}/val", row[f"val_{name}"], step)
     writer.add_scalar("lr", row["lr"], step)
     writer.add_scalar("seconds/epoch", row["seconds"], step)

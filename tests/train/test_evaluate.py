@@ -12,8 +12,8 @@ from torch import nn
 
 from ablate.config import TrainConfig
 from ablate.train.device import plan_device
-from ablate.train.evaluate import evaluate_loss, predict_counts
-from ablate.train.metrics import IMAGE_COLUMNS
+from ablate.train.evaluate import VAL_SCORES, evaluate_loss, predict_counts
+from ablate.train.metrics import IMAGE_COLUMNS, class_metrics
 from ablate.train.tensorboard import overlays
 
 
@@ -86,10 +86,33 @@ def test_evaluate_loss_returns_device_tensors_without_sync() -> None:
 
     loader = [_batch(left_half, [0, 1], [0, 1])]
     plan = plan_device(TrainConfig(), "cpu")
-    loss, dice = evaluate_loss(FixedLogits(_half_plane() * 50), loader, l1_loss, "binary", 2, plan)
-    assert loss.dim() == 0 and dice.dim() == 0
+    loss, scores = evaluate_loss(
+        FixedLogits(_half_plane() * 50), loader, l1_loss, "binary", 2, plan
+    )
+    assert loss.dim() == 0 and scores.shape == (len(VAL_SCORES),)
     assert loss.item() == pytest.approx(0.0, abs=1e-6)
-    assert dice.item() == pytest.approx(1.0)
+    assert scores.tolist() == pytest.approx([1.0, 1.0, 1.0, 1.0])
+
+
+def test_evaluate_loss_macro_scores_match_the_count_metrics() -> None:
+    """Category 0: left half predicted, left six columns true; category 1: nothing true."""
+    left_six = torch.zeros(16, 16, dtype=torch.long)
+    left_six[:, :6] = 1
+    empty = torch.zeros(16, 16, dtype=torch.long)
+    loader = [_batch(torch.stack([left_six, empty]), [0, 1], [0, 1])]
+    plan = plan_device(TrainConfig(), "cpu")
+    model = FixedLogits(_half_plane())
+
+    def zero_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return logits.sum() * 0
+
+    _, scores = evaluate_loss(model, loader, zero_loss, "binary", 2, plan)
+    rows = predict_counts(model, loader, "binary", ["A", "B"], "cpu")
+    expected = class_metrics(rows, ["A", "B"], "binary")[list(VAL_SCORES)].mean()
+    assert scores.tolist() == pytest.approx(expected.tolist())
+    # Category B predicts 128 px where nothing is true: precision 0 and, by the rule for an
+    # empty truth with false positives, recall 0; A has recall 1 and precision 96/128.
+    assert expected["recall"] == 0.5 and expected["precision"] == pytest.approx(0.375)
 
 
 def test_overlays_mark_errors_at_native_resolution() -> None:

@@ -130,3 +130,6 @@ def test_train_on_the_real_sample(
     )
     images = pd.read_parquet(out / "image_metrics.parquet")
     assert set(images[["tp", "fp", "fn", "tn"]].sum(axis=1)) == {224 * 224}
+    # The sample's two Low-grade IN images without a label are named before training.
+    printed = capsys.readouterr().out
+    assert "file(s) dropped" in printed and "Low-grade IN/image/" in printed
