@@ -13,6 +13,7 @@ baseline or ablations) loads as the one-variant grid it stands for, named after 
 
 from __future__ import annotations
 
+import copy
 import difflib
 import os
 import re
@@ -348,12 +349,46 @@ def _section_model(annotation: Any) -> type[BaseModel] | None:
 
 
 def _partial_ablation_problems(data: dict, locate: Locate) -> list[str]:
-    """Ablation problems of a grid whose schema failed elsewhere (so all are reported at once)."""
+    """Ablation problems of a grid whose schema failed elsewhere (so all are reported at once).
+
+    An invalid baseline is checked with its invalid keys at their defaults, so a misspelt
+    component is not hidden behind a wrong learning rate.
+    """
+    baseline = _lenient_recipe(data.get("baseline"))
     try:
-        baseline = Recipe.model_validate(data.get("baseline"))
         ablations = Ablations.model_validate(data.get("ablations") or {})
     except ValidationError:
         return []  # already reported by the schema validation
+    if baseline is None:
+        return []
     from ablate.grid.expand import collect_variants
 
     return collect_variants(baseline, ablations, locate)[1]
+
+
+def _lenient_recipe(section: Any) -> Recipe | None:
+    """The baseline with every key that fails validation left out (its default used instead);
+    None when it is not a mapping or cannot be repaired that way."""
+    if not isinstance(section, dict):
+        return None
+    section = copy.deepcopy(section)
+    while True:
+        try:
+            return Recipe.model_validate(section)
+        except ValidationError as error:
+            if not any(_drop_key(section, item["loc"]) for item in error.errors()):
+                return None
+
+
+def _drop_key(mapping: dict, loc: tuple) -> bool:
+    """Delete the deepest mapping key on `loc`; False when there is none to delete."""
+    parent, key = None, None
+    node: Any = mapping
+    for part in loc:
+        if not (isinstance(node, dict) and isinstance(part, str) and part in node):
+            break
+        parent, key, node = node, part, node[part]
+    if parent is None:
+        return False
+    del parent[key]
+    return True

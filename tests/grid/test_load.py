@@ -110,6 +110,18 @@ def test_ablation_problems_are_reported_with_schema_problems(
     assert "resources.cpu" in message and "ablations.remove[0]" in message
 
 
+def test_ablation_problems_are_reported_beside_a_broken_baseline(
+    write_grid: WriteGrid, minimal: str
+) -> None:
+    broken = minimal.replace("epochs: 1", "epochs: 1\n    lr: -1\n    optimizer: adamm")
+    text = broken + "ablations:\n  remove: [bogus, skips]\n  swap: {optimizr: [sgd]}\n"
+    message = _problems(write_grid(text))
+    assert "4 problem(s)" in message
+    for key in ("baseline.train.lr", "baseline.train.optimizer", "remove[0]", "swap.optimizr"):
+        assert key in message
+    assert "'skips'" not in message  # a valid removal stays valid beside the broken keys
+
+
 def _append(extra: str) -> Callable[[str], str]:
     return lambda minimal: minimal + extra
 
