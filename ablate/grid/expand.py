@@ -119,6 +119,7 @@ def collect_variants(
         *_declare_factorial(baseline, ablations.factorial, locate, problems),
     ]
     variants = [Variant(BASELINE, baseline, {})]
+    _check_size(baseline, locate(("baseline", "train", "image_size")), problems)
     names: dict[str, str] = {BASELINE: "the baseline"}
     recipes: dict[str, str] = {baseline.model_dump_json(): BASELINE}
     for entry in declared:
@@ -137,11 +138,30 @@ def collect_variants(
             )
         elif same is not None:
             problems.append(f"{where}: variant {variant.name!r} is identical to variant {same!r}")
-        else:
+        elif _check_size(variant.recipe, f"{where}: variant {variant.name!r}", problems):
             names[variant.name] = where
             recipes[variant.recipe.model_dump_json()] = variant.name
             variants.append(variant)
     return variants, problems
+
+
+def _check_size(recipe: Recipe, where: str, problems: list[str]) -> bool:
+    """Whether the training size passes the U-Net's halvings; a problem is recorded if not.
+
+    Each encoder level halves the input (2x2 max-pool), so a size that does not divide
+    would fail every run of the study at its first batch: it is refused up front.
+    """
+    depth, size = recipe.model.depth, recipe.train.image_size
+    multiple = 2**depth
+    if size % multiple == 0:
+        return True
+    nearest = max(multiple, round(size / multiple) * multiple)
+    problems.append(
+        f"{where}: train.image_size {size} is not a multiple of {multiple} = 2**{depth} "
+        f"(one halving per encoder level of model.widths {recipe.model.widths}); "
+        f"use e.g. {nearest}"
+    )
+    return False
 
 
 def _declare_removals(

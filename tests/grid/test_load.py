@@ -349,3 +349,18 @@ def test_single_run_config_loads_as_a_one_variant_grid(tmp_path: Path) -> None:
     assert grid.study == "my-run"
     assert grid.baseline.model.widths == [8, 16]
     assert [variant.name for variant in expand_variants(grid)] == ["baseline"]
+
+
+def test_image_size_must_survive_every_variants_halvings(
+    write_grid: WriteGrid, minimal: str
+) -> None:
+    """[8, 16, 32] halves twice: 34 px is refused for the baseline, 40 px for a deeper variant."""
+    odd = minimal.replace("epochs: 1", "epochs: 1\n    image_size: 34")
+    message = _problems(write_grid(odd))
+    assert "baseline.train.image_size (line 11)" in message and "not a multiple of 4" in message
+    assert "use e.g. 32" in message
+    deeper = minimal.replace("epochs: 1", "epochs: 1\n    image_size: 40")
+    deeper += "ablations:\n  swap: {widths: [[8, 16, 32, 64, 128]]}\n"
+    message = _problems(write_grid(deeper))
+    assert "ablations.swap.widths[0]" in message and "not a multiple of 16" in message
+    assert "baseline.train.image_size" not in message
