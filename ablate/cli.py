@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Callable
 
-from ablate.errors import UserError
+from ablate.errors import MachineError, UserError
 
 EXIT_BAD_INPUT = 2
 
@@ -156,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except MachineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -1,4 +1,5 @@
-"""Errors that the command line turns into one clear message and exit code 2."""
+"""Errors that the command line turns into one clear message: exit 2 for bad input, exit 1
+when the machine (not the input) stopped the command."""
 
 from __future__ import annotations
 
@@ -26,3 +27,10 @@ class GridError(UserError):
 
 class DatasetError(UserError):
     """A dataset folder that is missing, empty, not in the EBHI layout, or has no usable pair."""
+
+
+class MachineError(Exception):
+    """The machine stopped the command (a full disk): no traceback, exit code 1.
+
+    The message says what ran out, that finished runs are kept and how to continue.
+    """

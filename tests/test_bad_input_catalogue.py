@@ -225,7 +225,8 @@ def dataset_case(bad) -> Case:
         world.env["EBHI_SEG_ROOT"] = str(bad.build(DATA_CASES.EbhiBuilder(world.root / "ebhi")))
         return ["run", "grid.yaml", "--out", "study"]
 
-    return Case(f"data-{bad.id}", build, (bad.culprit, bad.says))
+    # The message names the grid file and key that point at the dataset, then the culprit.
+    return Case(f"data-{bad.id}", build, ("grid.yaml: data.root", bad.culprit, bad.says))
 
 
 DATASET_CASES = [dataset_case(bad) for bad in DATA_CASES.BAD_DATASETS]

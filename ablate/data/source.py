@@ -8,6 +8,7 @@ from pathlib import Path
 from ablate.config import DataConfig
 from ablate.data.ebhi import SegmentationData, load_ebhi
 from ablate.data.synth import synthetic_root
+from ablate.errors import DatasetError
 
 _LOADED: dict[str, SegmentationData] = {}
 _LOCK = threading.Lock()
@@ -41,6 +42,19 @@ def load_data(config: DataConfig) -> SegmentationData:
         if key not in _LOADED:
             _LOADED[key] = load_ebhi(root)
         return _LOADED[key]
+
+
+def load_grid_data(grid_path: str | Path, config: DataConfig) -> SegmentationData:
+    """`load_data` for a command given a grid file: a dataset problem names the file and key.
+
+    Raises:
+        DatasetError: as load_data, prefixed with `GRID: data.root` (or `data.synthetic`).
+    """
+    try:
+        return load_data(config)
+    except DatasetError as error:
+        key = "data.synthetic" if config.synthetic is not None else "data.root"
+        raise DatasetError(f"{grid_path}: {key}: {error}") from None
 
 
 def clear_loaded() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ablate.config import GridConfig
 from ablate.data.ebhi import SegmentationData
-from ablate.engine.lock import StudyLock
+from ablate.engine.lock import LOCK_NAME, StudyLock
 from ablate.engine.messages import format_duration, plural
 from ablate.engine.resume import Plan, check_compatible
 from ablate.errors import UserError
@@ -68,18 +68,20 @@ def prepare_study(grid_path: str, out: str | None, resume: bool) -> Study:
     Raises:
         UserError: bad grid, dataset or study directory, or a study made from another grid.
     """
-    from ablate.data.source import load_data
+    from ablate.data.source import load_grid_data
     from ablate.grid import expand_variants, load_grid
 
     grid = load_grid(grid_path)
     variants = expand_variants(grid)
+    if out is not None and not out.strip():
+        raise UserError("--out is empty: give a study directory or URI")
     location = resolve_study(out or default_study_dir(grid))
     previous = _previous_grid(location)
     if previous is not None:
         check_compatible(previous, grid, location.uri)
     elif resume:
         print(f"--resume: no study at {location.uri} yet; starting it", flush=True)
-    data = load_data(grid.data)
+    data = load_grid_data(grid_path, grid.data)
     plan = Plan(
         variants=[variant.name for variant in variants],
         seeds=grid.protocol.seed_list(),
@@ -272,6 +274,27 @@ def run_command(
     began = time.monotonic()
     study = prepare_study(grid, out, resume)
     _check_address(address)
+    created = not study.location.exists()
+    try:
+        _run_study(study, address, max_concurrent, began)
+    except UserError:
+        if created:
+            _remove_refused_study(study.location)
+        raise
+
+
+def _remove_refused_study(location: StudyLocation) -> None:
+    """Remove a study directory this command created before refusing to run anything in it
+    (a refusal leaves the disk as it was). Kept when it holds a finished run or another
+    command's lock (a second `ablate run` started on the same new directory)."""
+    if not location.exists() or location.exists(LOCK_NAME):
+        return
+    if not ResultStore(location).run_files("runs"):
+        location.fs.delete_dir(location.root)
+
+
+def _run_study(study: Study, address: str | None, max_concurrent: int | None, began: float) -> None:
+    """The locked part of `ablate run`: train what is pending, prune, summarise, report."""
     check_writable(study.location)
     with StudyLock(study.location):
         # Read again under the lock: what is finished now is what this run may skip.

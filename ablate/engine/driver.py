@@ -24,8 +24,9 @@ from ablate.data.ebhi import SegmentationData
 from ablate.engine.messages import short_error
 from ablate.engine.progress import ProgressPrinter
 from ablate.engine.trainable import TrialSetup, train_variant
-from ablate.errors import UserError
+from ablate.errors import MachineError, UserError
 from ablate.store import StudyLocation
+from ablate.store.fs import disk_full, free_mib
 
 if TYPE_CHECKING:
     import ray
@@ -282,7 +283,17 @@ def run_trials(
     # Tune logs each trial failure with Ray's whole traceback; ProgressPrinter prints one
     # line per failure instead and the error files stay under the study's .tune folder.
     with quiet_loggers(TUNE_LOGGERS, logging.CRITICAL):
-        results = tuner.fit()
+        try:
+            results = tuner.fit()
+        except Exception as error:
+            if not disk_full(location):
+                raise
+            # Tune could not save (or read back) its state: say so, not its traceback.
+            raise MachineError(
+                f"the disk of study directory {location.uri} is full ({free_mib(location)} MiB "
+                f"free; Ray Tune stopped: {short_error(str(error))}). Finished runs are kept: "
+                "free some space and run the same command again to continue the study"
+            ) from error
     errors = {}
     for result in results:
         if result.error is not None:

@@ -19,6 +19,8 @@ from ablate.errors import UserError
 
 URI_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 PROBE_BYTES = 1 << 20
+MIN_FREE_MIB = 16
+"""A study directory's disk needs this much room to start (checkpoints, tables, Tune state)."""
 """Size of the probe file that `check_writable` writes: a full disk fails on it."""
 
 
@@ -160,9 +162,18 @@ def check_writable(study: StudyLocation) -> None:
     except OSError as error:
         reason = error.strerror or str(error)
         raise UserError(f"study directory {study.uri} cannot be written: {reason}") from error
-    if study.local:
-        free = shutil.disk_usage(study.root).free
-        if free < 16 * PROBE_BYTES:
-            raise UserError(
-                f"study directory {study.uri}: only {free // PROBE_BYTES} MiB free on its disk"
-            )
+    if disk_full(study):
+        raise UserError(f"study directory {study.uri}: only {free_mib(study)} MiB free on its disk")
+
+
+def free_mib(study: StudyLocation) -> int | None:
+    """Free space of a local study directory's disk in MiB; None for remote stores."""
+    if not study.local:
+        return None
+    return shutil.disk_usage(study.root).free // PROBE_BYTES
+
+
+def disk_full(study: StudyLocation) -> bool:
+    """Whether a local study directory's disk has less than MIN_FREE_MIB left."""
+    free = free_mib(study)
+    return free is not None and free < MIN_FREE_MIB

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from ablate.data.ebhi import CleaningReport
-from ablate.data.source import load_data
+from ablate.data.source import load_grid_data
 from ablate.errors import UserError
 from ablate.grid import expand_variants, load_grid
 from ablate.train.device import available_cpus
@@ -39,8 +39,8 @@ def train_command(grid: str, seed: int, variant: str = "baseline", out: str | No
         raise UserError(f"{grid}: no variant {variant!r}; variants: {', '.join(variants)}")
     config = config_grid.run_config(variants[variant].recipe)
     directory = Path(out) if out is not None else default_out(config_grid.study, variant, seed)
+    data = load_grid_data(grid, config.data)
     _make_out(directory)
-    data = load_data(config.data)
     _print_dropped(data.report)
     outputs = RunOutputs(checkpoint_dir=directory, tensorboard_dir=directory / "tensorboard")
     print(f"training {config_grid.study}/{variant} seed={seed} -> {directory}", flush=True)
@@ -64,7 +64,7 @@ def _print_dropped(report: CleaningReport, shown: int = 5) -> None:
 
 
 def _make_out(directory: Path) -> None:
-    """Create the output folder before any work, so a bad --out costs no training."""
+    """Create the output folder before training, so a bad --out costs no training."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as error:

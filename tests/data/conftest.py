@@ -131,6 +131,12 @@ def _no_label_anywhere(b: EbhiBuilder) -> Path:
     return b.root
 
 
+def _one_pair_per_category(b: EbhiBuilder) -> Path:
+    for category in ("Normal", "Polyp"):
+        b.pair(category, "a.png")
+    return b.root
+
+
 BAD_DATASETS = [
     BadDataset("missing-root", _missing, "nowhere", "does not exist"),
     BadDataset("root-is-a-file", _a_file, "data.zip", "not a folder"),
@@ -142,6 +148,7 @@ BAD_DATASETS = [
     BadDataset("mask-other-size", _mask_other_size, "Normal/label/a.png", "wrong size 16x16"),
     BadDataset("grayscale-image", _grayscale_image, "Normal/image/a.png", "not RGB (mode L)"),
     BadDataset("no-label-anywhere", _no_label_anywhere, "Low-grade IN/image/a.png", "no label"),
+    BadDataset("one-pair-per-category", _one_pair_per_category, "ebhi", "no category has 2"),
 ]
 
 
