@@ -29,7 +29,11 @@ def read_tables(study: Path) -> dict[str, pd.DataFrame]:
 def test_study_spreads_over_worker_nodes(
     cluster_factory, write_grid, run_ablate, assert_each_run_once, tmp_path: Path
 ) -> None:
-    """Head with 0 CPUs, 2 workers: trials ran on both worker nodes and every run is ok."""
+    """Head with 0 CPUs, 2 workers: trials ran on both worker nodes and every run is ok.
+
+    The driver joins through RAY_ADDRESS, as `local.sh up` tells users to export it (the
+    node-loss test below uses --address).
+    """
     cluster = cluster_factory(workers=2)
     up = cluster.up()
     assert f"export RAY_ADDRESS={cluster.address}" in up.stdout
@@ -39,16 +43,14 @@ def test_study_spreads_over_worker_nodes(
     result = run_ablate(
         "run",
         str(grid),
-        "--address",
-        cluster.address,
         "--out",
         str(study),
-        env=cluster.env(),
+        env=cluster.env(RAY_ADDRESS=cluster.address),
         cwd=tmp_path,
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "3 node(s), 2 CPU" in result.stdout  # head (0 CPUs) + 2 workers of 1 CPU
+    assert "3 node(s), 2 CPU" in result.stdout  # head (0 CPUs) + 2 workers of 1 CPU: joined
     runs = pd.read_parquet(study / "results" / "runs")
     assert sorted(runs["status"]) == ["ok"] * 4
     assert runs["node"].nunique() == 2, runs[["variant", "seed", "node"]]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -147,3 +150,44 @@ def test_diverged_and_failed_runs_are_recorded_and_others_finish(
     assert "more than 1 spatial element" in runs.loc["one-pixel", "error"]
     out = capsys.readouterr().out
     assert "failed: one-pixel seed 0: ValueError" in out and "diverged: huge-lr seed 0" in out
+
+
+def test_max_concurrent_one_runs_one_trial_at_a_time(
+    grid_writer: Callable[..., Path], tmp_path: Path, synthetic_root: Path
+) -> None:
+    grid = grid_writer(tmp_path, synthetic_root)
+    run_command(str(grid), out=str(tmp_path / "out"), max_concurrent=1)
+    runs = pd.read_parquet(tmp_path / "out" / "results" / "runs").sort_values("started_at")
+    assert len(runs) == 4 and runs["variant"].nunique() == 2
+    # Each run starts after the one before it finished: never two at once.
+    started = runs["started_at"].iloc[1:].to_numpy()
+    finished = runs["finished_at"].iloc[:-1].to_numpy()
+    assert (started >= finished).all(), runs[["variant", "seed", "started_at", "finished_at"]]
+
+
+@pytest.mark.slow
+def test_trials_need_no_copy_of_the_dataset_folder(
+    grid_writer: Callable[..., Path], tmp_path: Path, synthetic_root: Path
+) -> None:
+    """The driver ships the dataset through Ray's object store: once it has read the folder,
+    the folder may go away and every trial still trains (workers on other machines never
+    see it)."""
+    folder = Path(shutil.copytree(synthetic_root, tmp_path / "dataset"))
+    grid = grid_writer(tmp_path, folder, **{"protocol.seeds": [0, 1, 2]})
+    study = tmp_path / "out"
+    command = [sys.executable, "-m", "ablate.cli", "run", str(grid), "--out", str(study)]
+    env = {key: value for key, value in os.environ.items() if key != "RAY_ADDRESS"}
+    with subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as driver:
+        # "study tiny: ..." is printed once the data is in the driver's memory, before Ray
+        # starts and before any trial exists.
+        for line in driver.stdout:
+            if line.startswith("study tiny:"):
+                shutil.rmtree(folder)
+                break
+        output = line + driver.stdout.read()
+    assert driver.returncode == 0, output
+    assert not folder.exists()
+    runs = pd.read_parquet(study / "results" / "runs")
+    assert len(runs) == 6 and (runs["status"] == "ok").all(), runs[["variant", "error"]]
