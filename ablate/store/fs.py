@@ -19,9 +19,9 @@ from ablate.errors import UserError
 
 URI_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 PROBE_BYTES = 1 << 20
+"""Size of the probe file that `check_writable` writes: a full disk fails on it."""
 MIN_FREE_MIB = 16
 """A study directory's disk needs this much room to start (checkpoints, tables, Tune state)."""
-"""Size of the probe file that `check_writable` writes: a full disk fails on it."""
 
 
 def is_uri(location: str | Path) -> bool:
