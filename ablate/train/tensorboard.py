@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 from tensorboardX import SummaryWriter
+from tensorboardX.proto.summary_pb2 import Summary
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -14,6 +18,7 @@ from ablate.train.device import DevicePlan
 from ablate.train.evaluate import native_logits
 
 OVERLAY_ALPHA = 0.45
+OVERLAY_JPEG_QUALITY = 90
 # Overlay colours (RGB): correct tissue, false alarm, missed tissue.
 TRUE_POSITIVE = (0.1, 0.8, 0.1)
 FALSE_POSITIVE = (0.9, 0.1, 0.1)
@@ -76,7 +81,24 @@ def log_overlays(
     step: int,
     count: int = 4,
 ) -> None:
-    """Add the prediction overlays of `overlays` as one image batch, tag "predictions"."""
+    """Add the prediction overlays of `overlays`, stacked into one image, tag "predictions".
+
+    Encoded as JPEG (quality OVERLAY_JPEG_QUALITY), which TensorBoard shows like a PNG:
+    tensorboardX's own PNG encoding of H&E texture took 0.1 s, 4% of a short CPU run.
+    """
     panels = overlays(model, loader, task, plan, count)
-    if panels is not None:
-        writer.add_images("predictions", panels.numpy(), step, dataformats="NCHW")
+    if panels is None:
+        return
+    stacked = panels.permute(0, 2, 3, 1).reshape(-1, panels.shape[3], 3)  # (N*H, 2W, 3)
+    pixels = (stacked.numpy() * 255 + 0.5).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=OVERLAY_JPEG_QUALITY)
+    image = Summary.Image(
+        height=pixels.shape[0],
+        width=pixels.shape[1],
+        colorspace=3,
+        encoded_image_string=buffer.getvalue(),
+    )
+    summary = Summary(value=[Summary.Value(tag="predictions", image=image)])
+    # SummaryWriter has no public call for an encoded image; its FileWriter takes summaries.
+    writer._get_file_writer().add_summary(summary, step)

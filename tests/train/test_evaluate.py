@@ -6,15 +6,23 @@ expected counts can be worked out by hand.
 
 from __future__ import annotations
 
+import io
+import struct
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
+from PIL import Image
+from tensorboardX.proto.event_pb2 import Event
+from tensorboardX.proto.summary_pb2 import Summary
 from torch import nn
 
 from ablate.config import TrainConfig
 from ablate.train.device import plan_device
 from ablate.train.evaluate import VAL_SCORES, evaluate_loss, predict_counts
 from ablate.train.metrics import IMAGE_COLUMNS, class_metrics
-from ablate.train.tensorboard import overlays
+from ablate.train.tensorboard import log_overlays, open_writer, overlays
 
 
 class FixedLogits(nn.Module):
@@ -128,3 +136,40 @@ def test_overlays_mark_errors_at_native_resolution() -> None:
     assert overlay[1, 0, 2] > overlay[0, 0, 2]
     assert overlay[0, 0, 7] > overlay[1, 0, 7]
     assert torch.equal(overlay[:, :, 8:], panels[0, :, :, 8:16])
+
+
+def _event_images(logdir: Path) -> dict[str, Summary.Image]:
+    """tag -> image summary, read back from the event files (TFRecord framing: u64 length,
+    u32 length CRC, the Event bytes, u32 data CRC)."""
+    images = {}
+    for path in logdir.glob("events.out.tfevents.*"):
+        raw, offset = path.read_bytes(), 0
+        while offset < len(raw):
+            (length,) = struct.unpack("<Q", raw[offset : offset + 8])
+            event = Event.FromString(raw[offset + 12 : offset + 12 + length])
+            offset += 12 + length + 4
+            images.update({v.tag: v.image for v in event.summary.value if v.HasField("image")})
+    return images
+
+
+def test_logged_overlays_decode_with_their_error_colours(tmp_path: Path) -> None:
+    masks = torch.zeros(2, 16, 16, dtype=torch.long)
+    masks[:, :, :6] = 1
+    loader = [_batch(masks, [0, 1], [0, 1])]
+    writer = open_writer(tmp_path / "tb")
+    log_overlays(
+        writer,
+        FixedLogits(_half_plane()),
+        loader,
+        "binary",
+        plan_device(TrainConfig(), "cpu"),
+        step=3,
+    )
+    writer.close()
+    image = _event_images(tmp_path / "tb")["predictions"]
+    pixels = np.asarray(Image.open(io.BytesIO(image.encoded_image_string)).convert("RGB"))
+    assert (image.height, image.width) == pixels.shape[:2] == (2 * 16, 2 * 16)  # 2 panels stacked
+    overlay = pixels[:16, 16:].astype(int)
+    # JPEG keeps the colours: green where tissue was found, red on the false alarm columns.
+    assert overlay[8, 2, 1] > overlay[8, 2, 0] + 40
+    assert overlay[8, 7, 0] > overlay[8, 7, 1] + 40
