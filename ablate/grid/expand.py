@@ -108,9 +108,13 @@ _GridDumper.add_representer(list, _represent_list)
 
 
 def collect_variants(
-    baseline: Recipe, ablations: Ablations, locate: Locate
+    baseline: Recipe, ablations: Ablations, locate: Locate, check_baseline: bool = True
 ) -> tuple[list[Variant], list[str]]:
-    """(variants, problems): the expansion, and every problem found on the way."""
+    """(variants, problems): the expansion, and every problem found on the way.
+
+    `check_baseline=False` leaves the baseline's own checks out (a baseline repaired with
+    defaults, whose real problems were reported already).
+    """
     problems: list[str] = []
     declared = [
         *_declare_removals(baseline, ablations.remove, locate, problems),
@@ -119,7 +123,8 @@ def collect_variants(
         *_declare_factorial(baseline, ablations.factorial, locate, problems),
     ]
     variants = [Variant(BASELINE, baseline, {})]
-    _check_size(baseline, locate(("baseline", "train", "image_size")), problems)
+    if check_baseline:
+        _check_size(baseline, locate(("baseline", "train", "image_size")), problems)
     names: dict[str, str] = {BASELINE: "the baseline"}
     recipes: dict[str, str] = {baseline.model_dump_json(): BASELINE}
     for entry in declared:

@@ -363,7 +363,7 @@ def _partial_ablation_problems(data: dict, locate: Locate) -> list[str]:
         return []
     from ablate.grid.expand import collect_variants
 
-    return collect_variants(baseline, ablations, locate)[1]
+    return collect_variants(baseline, ablations, locate, check_baseline=False)[1]
 
 
 def _lenient_recipe(section: Any) -> Recipe | None:

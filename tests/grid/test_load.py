@@ -364,3 +364,13 @@ def test_image_size_must_survive_every_variants_halvings(
     message = _problems(write_grid(deeper))
     assert "ablations.swap.widths[0]" in message and "not a multiple of 16" in message
     assert "baseline.train.image_size" not in message
+
+
+def test_a_broken_baseline_size_is_reported_once(write_grid: WriteGrid, minimal: str) -> None:
+    """The repaired baseline (defaults for bad keys) is not checked again: no second problem
+    about a default size the user never wrote."""
+    deep = minimal.replace("widths: [8, 16, 32]", "widths: [8, 16, 32, 64, 128, 256, 512, 1024]")
+    text = deep.replace("epochs: 1", "epochs: 1\n    image_size: abc")
+    message = _problems(write_grid(text + "ablations:\n  remove: [bogus]\n"))
+    assert "2 problem(s)" in message, message
+    assert "image_size" in message and "not a multiple" not in message
