@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Callable
 
-from ablate.errors import MachineError, UserError
+from ablate.errors import MachineError, UserError, out_of_space
 
 EXIT_BAD_INPUT = 2
 
@@ -147,6 +147,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _disk_full_message(error: OSError) -> str:
+    """One sentence for a write that a full disk stopped, outside a study's own checks."""
+    where = f" writing {error.filename}" if error.filename else ""
+    return (
+        f"the disk is full{where} (No space left on device). Stored results are kept: free "
+        "some space and run the same command again"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `ablate` console script; returns the exit code."""
     args = build_parser().parse_args(argv)
@@ -158,6 +167,11 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except MachineError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        if not out_of_space(error):
+            raise
+        print(f"error: {_disk_full_message(error)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -3,6 +3,11 @@ when the machine (not the input) stopped the command."""
 
 from __future__ import annotations
 
+import errno
+
+OUT_OF_SPACE = "No space left on device"
+"""strerror of ENOSPC, also in the message of pyarrow's OSError (which carries no errno)."""
+
 
 class UserError(Exception):
     """Bad input from the user: a grid, a dataset, an argument.
@@ -34,3 +39,15 @@ class MachineError(Exception):
 
     The message says what ran out, that finished runs are kept and how to continue.
     """
+
+
+def out_of_space(error: BaseException) -> bool:
+    """Whether `error` is a write that failed for lack of room (ENOSPC or a quota).
+
+    pyarrow's writers raise a plain OSError without `errno`, so its message is read too.
+    """
+    if not isinstance(error, OSError):
+        return False
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return OUT_OF_SPACE in str(error) or "Disk quota exceeded" in str(error)

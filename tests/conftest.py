@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 # Before any test module imports torch: see ablate/__init__.py for why.
@@ -46,3 +49,46 @@ def ray_session():
         ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Callable[[int], Path]]:
+    """`small_disk(mib)`: a real tmpfs of `mib` MiB under tmp_path, unmounted afterwards.
+
+    A full disk is a real condition here, not a mock; mounting needs root, so the test skips
+    (with the reason) where it cannot mount.
+    """
+    mounted: list[Path] = []
+
+    def mount(mib: int) -> Path:
+        folder = tmp_path / f"disk{len(mounted)}"
+        folder.mkdir()
+        command = ["mount", "-t", "tmpfs", "-o", f"size={mib}m", "tmpfs", str(folder)]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a small tmpfs here: {result.stderr.strip()}")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+@pytest.fixture
+def fill_disk() -> Callable[[Path], Path]:
+    """`fill_disk(folder)`: a ballast file that takes every free byte of the folder's disk."""
+
+    def fill(folder: Path) -> Path:
+        ballast = folder / "ballast"
+        handle = os.open(ballast, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        try:
+            for size in (1 << 20, 1 << 12, 1):  # big writes first, then the last crumbs
+                with contextlib.suppress(OSError):
+                    while True:
+                        os.write(handle, b"\0" * size)
+        finally:
+            os.close(handle)
+        return ballast
+
+    return fill

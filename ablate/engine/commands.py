@@ -18,8 +18,9 @@ from ablate.data.ebhi import SegmentationData
 from ablate.engine.lock import LOCK_NAME, StudyLock
 from ablate.engine.messages import format_duration, plural
 from ablate.engine.resume import Plan, check_compatible
-from ablate.errors import UserError
+from ablate.errors import OUT_OF_SPACE, MachineError, UserError
 from ablate.store import ResultStore, StudyLocation, check_writable, resolve_study
+from ablate.store.fs import disk_full, free_mib, stops_when_disk_full
 
 GRID_FILE = "grid.yaml"
 DATASET_FILE = "dataset.json"
@@ -140,9 +141,27 @@ def train_pending(study: Study, address: str | None, max_concurrent: int | None)
             study.location,
             may_grow=cluster_address(address) is not None,
         )
+        _stop_if_disk_filled(study.location, outcome.errors)
         # While Ray is up, pruning spreads its analyses over the cluster too.
         _prune(study)
     return outcome.errors
+
+
+def _stop_if_disk_filled(location: StudyLocation, errors: dict[str, str]) -> None:
+    """A trial that failed because the study's disk filled up stops the study here: the
+    summary would only fail on the same disk, and the fix is space, not the grid.
+
+    Raises:
+        MachineError: naming the study directory and the trials that stopped.
+    """
+    filled = [variant for variant, error in errors.items() if OUT_OF_SPACE in error]
+    if not filled and not (errors and disk_full(location)):
+        return
+    raise MachineError(
+        f"the disk of study directory {location.uri} is full ({free_mib(location)} MiB free; "
+        f"trial(s) stopped: {', '.join(filled or errors)}). Finished runs are kept: free some "
+        "space and run the same command again to continue the study"
+    )
 
 
 def ship_dataset(study: Study) -> object:
@@ -192,7 +211,8 @@ def _prune(study: Study) -> None:
         print(f"warning: pruning skipped, ablate.prune is unavailable ({error})", file=sys.stderr)
         return
     print("pruning sensitivity ...", flush=True)
-    prune_study(study.location.uri, pruning)
+    with stops_when_disk_full(study.location, "the pruning analysis"):
+        prune_study(study.location.uri, pruning)
 
 
 def summary_is_current(location: StudyLocation) -> bool:
@@ -215,7 +235,8 @@ def _summarize(study: Study) -> bool:
         print(f"warning: summary skipped, ablate.report is unavailable ({error})", file=sys.stderr)
         return False
     try:
-        summarize_command(study.location.uri, "dice")
+        with stops_when_disk_full(study.location, "writing the summary"):
+            summarize_command(study.location.uri, "dice")
     except UserError as error:
         print(f"error: summary: {error}", file=sys.stderr)
         return False

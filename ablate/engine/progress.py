@@ -73,7 +73,7 @@ class ProgressPrinter(Callback):
 
     def on_trial_recover(self, iteration: int, trials: list, trial: object, **info: object) -> None:
         self._print(
-            f"warning: trial {trial.config.get('variant')} lost its worker "
+            f"warning: trial {trial.config.get('variant')} stopped "
             f"({_error_text(trial)}); retrying from its next unfinished seed"
         )
 

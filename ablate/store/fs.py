@@ -6,16 +6,18 @@ laptop and one in a bucket take the same code path.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 
-from ablate.errors import UserError
+from ablate.errors import MachineError, UserError, out_of_space
 
 URI_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 PROBE_BYTES = 1 << 20
@@ -177,3 +179,23 @@ def disk_full(study: StudyLocation) -> bool:
     """Whether a local study directory's disk has less than MIN_FREE_MIB left."""
     free = free_mib(study)
     return free is not None and free < MIN_FREE_MIB
+
+
+@contextlib.contextmanager
+def stops_when_disk_full(study: StudyLocation, step: str) -> Iterator[None]:
+    """Turn a write that failed on a full disk during `step` into one MachineError.
+
+    Raises:
+        MachineError: naming the study directory, its free space and how to continue.
+    """
+    try:
+        yield
+    except OSError as error:
+        if not (out_of_space(error) or disk_full(study)):
+            raise
+        free = free_mib(study)
+        room = "" if free is None else f" ({free} MiB free)"
+        raise MachineError(
+            f"the disk of study directory {study.uri} is full{room}: {step} stopped. Finished "
+            "runs are kept: free some space and run the same command again to continue"
+        ) from error

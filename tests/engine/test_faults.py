@@ -265,27 +265,13 @@ def test_empty_out_is_bad_input(
     assert not (tmp_path / "runs").exists() and not Path("runs", "tiny").exists()
 
 
-@contextlib.contextmanager
-def _small_disk(folder: Path, mib: int):
-    """A real tmpfs of `mib` MiB mounted at `folder` (needs root; the test skips without)."""
-    folder.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={mib}m", "tmpfs", str(folder)],
-        capture_output=True,
-        text=True,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
-
-
 @pytest.mark.ray
 @pytest.mark.slow
 def test_disk_filling_up_mid_study_stops_cleanly_and_the_rerun_completes(
-    grid_writer: Callable[..., Path], tmp_path: Path, synthetic_root: Path
+    grid_writer: Callable[..., Path],
+    tmp_path: Path,
+    synthetic_root: Path,
+    small_disk: Callable[[int], Path],
 ) -> None:
     # ~2 MiB checkpoints (initial.pt and best.pt per run): 17 MiB free holds a few runs only.
     grid = grid_writer(
@@ -293,24 +279,24 @@ def test_disk_filling_up_mid_study_stops_cleanly_and_the_rerun_completes(
         synthetic_root,
         **{"protocol.seeds": [0, 1, 2, 3, 4], "baseline.model.widths": [16, 32, 64, 128]},
     )
-    with _small_disk(tmp_path / "disk", mib=96) as disk:
-        ballast = disk / "ballast"
-        ballast.write_bytes(b"\0" * (79 << 20))  # leaves 17 MiB: the start check passes
-        study = disk / "study"
-        command = [sys.executable, "-m", "ablate.cli", "run", str(grid), "--out", str(study)]
-        full = subprocess.run(command, capture_output=True, text=True, timeout=600)
-        assert full.returncode == 1, full.stderr
-        assert "Traceback" not in full.stderr
-        assert "No space left on device" in full.stderr or "is full" in full.stderr
-        assert "run the same command again" in full.stderr
-        assert not (study / LOCK_NAME).exists()
-        stored = list((study / "results" / "runs").glob("*.parquet"))
-        assert 0 < len(stored) < 10, "the disk did not fill up mid-study"
-        ballast.unlink()  # space freed: the same command continues the study
-        again = subprocess.run(command, capture_output=True, text=True, timeout=600)
-        assert again.returncode == 0, again.stderr
-        assert f"skipping {len(stored)} finished run(s)" in again.stdout
-        pairs = {(v, s) for v in ("baseline", "norm=none") for s in range(5)}
-        _assert_each_run_once(study, pairs)
-        runs = pd.read_parquet(study / "results" / "runs")
-        assert (runs["status"] == "ok").all(), runs[["variant", "seed", "status", "error"]]
+    disk = small_disk(96)
+    ballast = disk / "ballast"
+    ballast.write_bytes(b"\0" * (79 << 20))  # leaves 17 MiB: the start check passes
+    study = disk / "study"
+    command = [sys.executable, "-m", "ablate.cli", "run", str(grid), "--out", str(study)]
+    full = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert full.returncode == 1, full.stderr
+    assert "Traceback" not in full.stderr
+    assert "No space left on device" in full.stderr or "is full" in full.stderr
+    assert "run the same command again" in full.stderr
+    assert not (study / LOCK_NAME).exists()
+    stored = list((study / "results" / "runs").glob("*.parquet"))
+    assert 0 < len(stored) < 10, "the disk did not fill up mid-study"
+    ballast.unlink()  # space freed: the same command continues the study
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    assert f"skipping {len(stored)} finished run(s)" in again.stdout
+    pairs = {(v, s) for v in ("baseline", "norm=none") for s in range(5)}
+    _assert_each_run_once(study, pairs)
+    runs = pd.read_parquet(study / "results" / "runs")
+    assert (runs["status"] == "ok").all(), runs[["variant", "seed", "status", "error"]]

@@ -8,10 +8,12 @@ from typing import Any
 import pytest
 
 from ablate.config import GridConfig
+from ablate.engine.commands import _stop_if_disk_filled
 from ablate.engine.driver import _host_port
 from ablate.engine.messages import format_duration, short_error
 from ablate.engine.resume import Plan, changed_keys, check_compatible
-from ablate.errors import UserError
+from ablate.errors import MachineError, UserError
+from ablate.store import resolve_study
 
 BASE: dict[str, Any] = {
     "study": "s",
@@ -98,3 +100,12 @@ def test_grids_in_repo_resolve_a_default_study_dir() -> None:
     from ablate.engine.commands import default_study_dir
 
     assert default_study_dir(_grid()) == str(Path("runs") / "s")
+
+
+def test_trials_that_a_full_disk_stopped_stop_the_study(tmp_path: Path) -> None:
+    location = resolve_study(tmp_path)
+    _stop_if_disk_filled(location, {})  # nothing failed
+    _stop_if_disk_filled(location, {"depth=3": "ValueError: bad shape"})  # not the disk
+    filled = {"baseline": "OSError: [Errno 28] No space left on device", "depth=3": "ValueError"}
+    with pytest.raises(MachineError, match=r"trial\(s\) stopped: baseline\)\. Finished runs"):
+        _stop_if_disk_filled(location, filled)

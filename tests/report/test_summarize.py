@@ -157,3 +157,17 @@ def test_variant_of_the_grid_without_any_run_is_missing(study_factory, spec) -> 
     page = (study_dir / "summary" / "report.html").read_text()
     assert "16 of 20 expected runs finished ok." in page
     assert all(f"missing: no-skips seed {seed}" in page for seed in spec.SEEDS)
+
+
+def test_full_disk_stops_the_summary_with_one_message(spec, small_disk, fill_disk, capsys) -> None:
+    study_dir = spec.write_study(small_disk(8) / "study")
+    runs_before = pd.read_parquet(study_dir / "results" / "runs")
+    ballast = fill_disk(study_dir.parent)
+    assert main(["summarize", str(study_dir)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: the disk is full") and err.count("\n") == 1, err
+    assert "run the same command again" in err
+    pd.testing.assert_frame_equal(pd.read_parquet(study_dir / "results" / "runs"), runs_before)
+    ballast.unlink()  # room again: the same command writes the whole summary
+    assert main(["summarize", str(study_dir)]) == 0
+    assert (study_dir / "summary" / "report.html").is_file()

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import errno
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from ablate.errors import UserError
+from ablate.errors import MachineError, UserError, out_of_space
 from ablate.store import (
     ResultStore,
     check_writable,
@@ -18,6 +20,7 @@ from ablate.store import (
     resolve_study,
     run_file_name,
 )
+from ablate.store.fs import stops_when_disk_full
 
 
 def _class_rows(dice: float) -> pd.DataFrame:
@@ -177,3 +180,27 @@ def test_unwritable_study_dir_is_a_user_error(tmp_path: Path) -> None:
 def test_unknown_uri_scheme_is_a_user_error() -> None:
     with pytest.raises(UserError, match="nosuch://bucket"):
         resolve_study("nosuch://bucket/study")
+
+
+def test_a_write_on_a_full_disk_becomes_one_machine_error(
+    small_disk: Callable[[int], Path], fill_disk: Callable[[Path], Path]
+) -> None:
+    disk = small_disk(4)
+    study = resolve_study(disk / "study")
+    study.makedirs()
+    fill_disk(disk)
+    with (
+        pytest.raises(MachineError, match=r"study is full \(0 MiB free\): writing the summary"),
+        stops_when_disk_full(study, "writing the summary"),
+    ):
+        ResultStore(study).write("runs", "baseline", 0, pd.DataFrame({"seed": [0]}))
+    assert [path.name for path in (disk / "study").rglob("*") if path.is_file()] == []
+    with pytest.raises(ValueError), stops_when_disk_full(study, "anything"):
+        raise ValueError("not a disk problem: passes through")
+
+
+def test_out_of_space_reads_errno_and_pyarrow_messages() -> None:
+    assert out_of_space(OSError(errno.ENOSPC, "No space left on device"))
+    assert out_of_space(OSError("[Errno 28] Error writing bytes. Detail: No space left on device"))
+    assert not out_of_space(OSError(errno.EACCES, "Permission denied"))
+    assert not out_of_space(ValueError("No space left on device"))
