@@ -29,15 +29,21 @@ def test_quickstart_runs_the_whole_study(tmp_path: Path) -> None:
     env.pop("RAY_ADDRESS", None)
     study = tmp_path / "quickstart"
     grid = REPO / "grids" / "quickstart.yaml"
-    result = subprocess.run(
-        [sys.executable, "-m", "ablate.cli", "run", str(grid), "--out", str(study)],
+    command = [sys.executable, "-m", "ablate.cli", "run", str(grid), "--out", str(study)]
+    with subprocess.Popen(
+        command,
         env=env,
         cwd=tmp_path,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=900,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+        start_new_session=True,
+    ) as child:
+        stdout, stderr = child.communicate(timeout=900)
+    assert child.returncode == 0, stdout + stderr
+    # The command returns only once its local Ray instance (GCS, raylet, workers) is gone.
+    with pytest.raises(ProcessLookupError):
+        os.killpg(child.pid, 0)
 
     runs = pd.read_parquet(study / "results" / "runs")
     assert len(runs) == 15 and (runs["status"] == "ok").all()
@@ -49,10 +55,10 @@ def test_quickstart_runs_the_whole_study(tmp_path: Path) -> None:
     assert (study / "summary" / "report.html").stat().st_size > 10_000
 
     # One progress line per run, in order, and no Ray or Tune chatter on the terminal.
-    lines = result.stdout.splitlines()
+    lines = stdout.splitlines()
     progress = [match for line in lines if (match := PROGRESS.match(line))]
-    assert [int(match[1]) for match in progress] == list(range(1, 16)), result.stdout
-    noise = [line for line in lines + result.stderr.splitlines() if _ray_noise(line)]
+    assert [int(match[1]) for match in progress] == list(range(1, 16)), stdout
+    noise = [line for line in lines + stderr.splitlines() if _ray_noise(line)]
     assert not noise, noise
     # The baseline learns the synthetic task well above what removing normalization keeps.
     macro = classes.groupby("variant")["dice"].mean()

@@ -106,8 +106,13 @@ def write_study_files(study: Study) -> None:
             study.location.write_text(text, name)
 
 
-def train_pending(study: Study, address: str | None, max_concurrent: int | None) -> dict[str, str]:
-    """Run the unfinished (variant, seed) pairs on Ray; returns trial errors by variant."""
+def train_pending(
+    study: Study, address: str | None, max_concurrent: int | None, lock: str | None = None
+) -> dict[str, str]:
+    """Run the unfinished (variant, seed) pairs on Ray; returns trial errors by variant.
+
+    `lock` is the study.lock content of this command: trials stop when it is not theirs.
+    """
     import os
 
     from ablate.engine.driver import cluster_address, ray_connection, run_trials, versions
@@ -124,6 +129,7 @@ def train_pending(study: Study, address: str | None, max_concurrent: int | None)
         cpus=max(1, int(resources.cpu)),
         crash_flag=os.environ.get(CRASH_FLAG_ENV),
         versions=versions(),
+        lock=lock,
     )
     printer = ProgressPrinter(
         pending={variant: len(seeds) for variant, seeds in pending.items()},
@@ -317,7 +323,7 @@ def _remove_refused_study(location: StudyLocation) -> None:
 def _run_study(study: Study, address: str | None, max_concurrent: int | None, began: float) -> None:
     """The locked part of `ablate run`: train what is pending, prune, summarise, report."""
     check_writable(study.location)
-    with StudyLock(study.location):
+    with StudyLock(study.location) as lock:
         # Read again under the lock: what is finished now is what this run may skip.
         finished = ResultStore(study.location, study=study.grid.study).completed()
         study.plan = replace(study.plan, finished=finished)
@@ -336,7 +342,7 @@ def _run_study(study: Study, address: str | None, max_concurrent: int | None, be
             )
         errors: dict[str, str] = {}
         if plan.pending():
-            errors = train_pending(study, address, max_concurrent)
+            errors = train_pending(study, address, max_concurrent, lock.owner.to_json())
         else:
             _prune(study)  # finishes an analysis a killed run left behind; no-op otherwise
         missing = report_runs(study)

@@ -14,10 +14,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from importlib.metadata import version
 from typing import TYPE_CHECKING
+
+import psutil
 
 from ablate.config import Resources
 from ablate.data.ebhi import SegmentationData
@@ -33,6 +35,8 @@ if TYPE_CHECKING:
 
 CONNECT_TIMEOUT_S = 5.0
 JOIN_TIMEOUT_S = 30.0
+RAY_EXIT_TIMEOUT_S = 15.0
+"""How long the command waits for its local Ray processes to end before killing them."""
 """A cluster that has not accepted a driver by then is treated as unreachable."""
 TUNE_DIR = ".tune"
 RAY_CLIENT_PORT = 10001
@@ -168,7 +172,24 @@ def ray_connection(address: str | None) -> Iterator[bool]:
     try:
         yield True
     finally:
+        # Taken before shutdown: once the raylet is gone its workers are no longer our
+        # descendants, yet one may still be running a seed.
+        processes = [] if address else psutil.Process().children(recursive=True)
         ray.shutdown()
+        wait_for_exit(processes)
+
+
+def wait_for_exit(processes: list[psutil.Process], timeout: float = RAY_EXIT_TIMEOUT_S) -> None:
+    """Wait for the local Ray instance's processes to end; kill those still there at `timeout`.
+
+    Ray stops its workers asynchronously: a worker that outlived `ablate run` could delete or
+    write a run that the next command on the same study is producing.
+    """
+    _, alive = psutil.wait_procs(processes, timeout=timeout)
+    for process in alive:
+        with suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(alive, timeout=timeout)
 
 
 def trial_resources(resources: Resources) -> dict[str, float]:

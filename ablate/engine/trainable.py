@@ -26,6 +26,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from ablate.config import RunConfig
+from ablate.engine.lock import LOCK_NAME
 from ablate.store import ResultStore, path_segment
 from ablate.store.parquet import run_file_name
 
@@ -55,6 +56,8 @@ class TrialSetup:
             seed's tables, before its runs file).
             Used by tests/engine to check that retried trials continue without duplicates;
             set through the ABLATE_TEST_CRASH_FLAG environment variable of the driver.
+        lock: content of the study.lock file of the command that started these trials; None
+            outside `ablate run`. A trial checks it before it deletes or writes a run.
     """
 
     study: str
@@ -64,6 +67,30 @@ class TrialSetup:
     cpus: int = 1
     crash_flag: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
+    lock: str | None = None
+
+
+class StudyTakenOver(RuntimeError):
+    """The command that started this trial is gone and another one holds the study."""
+
+
+def check_still_owned(store: ResultStore, setup: TrialSetup) -> None:
+    """Stop a trial whose command no longer holds the study lock.
+
+    Ray ends the workers of a stopped command asynchronously (on a busy node, seconds later):
+    such a worker must not delete or overwrite a run that the next `ablate run` is producing.
+
+    Raises:
+        StudyTakenOver: the lock file is gone or belongs to another command.
+    """
+    if setup.lock is None:
+        return
+    current = store.location.read_text(LOCK_NAME)
+    if current != setup.lock:
+        raise StudyTakenOver(
+            f"study directory {store.location.uri} is no longer held by the command that "
+            "started this trial: it stops without touching the study"
+        )
 
 
 def macro_dice(class_metrics: pd.DataFrame | None) -> float:
@@ -165,10 +192,12 @@ def run_seed(
 ) -> tuple[str, float]:
     """Train and evaluate one (variant, seed) and store its tables; returns (status, macro Dice)."""
     config = RunConfig.model_validate_json(setup.run_configs[variant])
+    check_still_owned(store, setup)
     # Leftovers of an attempt that died before its runs file must not mix with this one.
     store.delete_run(variant, seed)
     started = pd.Timestamp.now(tz="UTC")
     result = _train_with_outputs(store, config, data, variant, seed, setup.cpus)
+    check_still_owned(store, setup)
     for table in RESULT_TABLES:
         frame = getattr(result, table)
         # An empty frame (failed run) would give its file a schema without the metric columns.

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -18,7 +19,7 @@ from ablate.cli import main
 from ablate.engine.commands import CRASH_FLAG_ENV, run_command
 from ablate.engine.lock import LOCK_NAME, LockOwner, StudyLock
 from ablate.errors import UserError
-from ablate.store import resolve_study
+from ablate.store import ResultStore, resolve_study
 
 ROW_KEYS = {
     "runs": [],
@@ -300,3 +301,37 @@ def test_disk_filling_up_mid_study_stops_cleanly_and_the_rerun_completes(
     _assert_each_run_once(study, pairs)
     runs = pd.read_parquet(study / "results" / "runs")
     assert (runs["status"] == "ok").all(), runs[["variant", "seed", "status", "error"]]
+
+
+def test_a_trial_of_a_command_that_lost_the_study_leaves_it_alone(
+    tmp_path: Path, synthetic_root: Path
+) -> None:
+    """A worker that outlived its `ablate run` must not delete or write the next command's runs."""
+    from ablate.config import RunConfig
+    from ablate.data.ebhi import load_ebhi
+    from ablate.engine.trainable import StudyTakenOver, TrialSetup, run_seed
+
+    config = RunConfig.model_validate(
+        {
+            "data": {"root": str(synthetic_root)},
+            "model": {"widths": [4, 8]},
+            "train": {"image_size": 32, "epochs": 1, "patience": None, "num_workers": 0},
+        }
+    )
+    data = load_ebhi(synthetic_root)
+    store = ResultStore(str(tmp_path / "study"), study="tiny")
+    next_command = LockOwner(pid=os.getpid(), host="here", started_at="later").to_json()
+    store.location.write_text(next_command, LOCK_NAME)
+    configs = {"baseline": config.model_dump_json()}
+    ours = TrialSetup(study="tiny", study_uri=store.location.uri, run_configs=configs, seeds=[0])
+    run_seed(store, replace(ours, lock=next_command), data, "baseline", 0, seeds_run=0)
+    stored = {p: p.stat().st_mtime_ns for p in (tmp_path / "study" / "results").rglob("*.parquet")}
+    assert len(stored) == 4  # runs, class_metrics, image_metrics, history
+    stale = replace(ours, lock=LockOwner(pid=1, host="here", started_at="before").to_json())
+    with pytest.raises(StudyTakenOver, match="no longer held by the command"):
+        run_seed(store, stale, data, "baseline", 0, seeds_run=0)
+    after = {p: p.stat().st_mtime_ns for p in (tmp_path / "study" / "results").rglob("*.parquet")}
+    assert after == stored
+    store.location.delete(LOCK_NAME)  # no lock at all: not ours either
+    with pytest.raises(StudyTakenOver):
+        run_seed(store, replace(ours, lock=next_command), data, "baseline", 0, seeds_run=0)
