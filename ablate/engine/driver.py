@@ -159,6 +159,8 @@ def ray_connection(address: str | None) -> Iterator[bool]:
     address = cluster_address(address)
     if address:
         check_reachable(address, source)
+    # Children the caller had before Ray started are not Ray's (a notebook's own servers).
+    before = set() if address else {child.pid for child in _descendants()}
     try:
         ray.init(
             address=address,
@@ -174,9 +176,14 @@ def ray_connection(address: str | None) -> Iterator[bool]:
     finally:
         # Taken before shutdown: once the raylet is gone its workers are no longer our
         # descendants, yet one may still be running a seed.
-        processes = [] if address else psutil.Process().children(recursive=True)
+        processes = [] if address else [p for p in _descendants() if p.pid not in before]
         ray.shutdown()
         wait_for_exit(processes)
+
+
+def _descendants() -> list[psutil.Process]:
+    """Every process below this one (a local Ray's GCS, raylet and, through it, workers)."""
+    return psutil.Process().children(recursive=True)
 
 
 def wait_for_exit(processes: list[psutil.Process], timeout: float = RAY_EXIT_TIMEOUT_S) -> None:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import signal
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from ablate.config import GridConfig
 from ablate.engine.commands import _stop_if_disk_filled
-from ablate.engine.driver import _host_port
+from ablate.engine.driver import _host_port, wait_for_exit
 from ablate.engine.messages import format_duration, short_error
 from ablate.engine.resume import Plan, changed_keys, check_compatible
 from ablate.errors import MachineError, UserError
@@ -109,3 +113,13 @@ def test_trials_that_a_full_disk_stopped_stop_the_study(tmp_path: Path) -> None:
     filled = {"baseline": "OSError: [Errno 28] No space left on device", "depth=3": "ValueError"}
     with pytest.raises(MachineError, match=r"trial\(s\) stopped: baseline\)\. Finished runs"):
         _stop_if_disk_filled(location, filled)
+
+
+def test_processes_still_there_after_the_wait_are_killed() -> None:
+    quick = psutil.Popen([sys.executable, "-c", "pass"])
+    stuck = psutil.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    began = time.monotonic()
+    wait_for_exit([quick, stuck], timeout=1.0)
+    assert time.monotonic() - began < 30
+    assert quick.wait(0) == 0  # ended by itself
+    assert stuck.wait(0) == -signal.SIGKILL
