@@ -18,9 +18,9 @@ from ablate.data.ebhi import SegmentationData
 from ablate.engine.lock import LOCK_NAME, StudyLock
 from ablate.engine.messages import format_duration, plural
 from ablate.engine.resume import Plan, check_compatible
-from ablate.errors import OUT_OF_SPACE, MachineError, UserError
+from ablate.errors import OUT_OF_SPACE, UserError
 from ablate.store import ResultStore, StudyLocation, check_writable, resolve_study
-from ablate.store.fs import disk_full, free_mib, stops_when_disk_full
+from ablate.store.fs import disk_full, disk_full_error, stops_when_disk_full
 
 GRID_FILE = "grid.yaml"
 DATASET_FILE = "dataset.json"
@@ -163,11 +163,7 @@ def _stop_if_disk_filled(location: StudyLocation, errors: dict[str, str]) -> Non
     filled = [variant for variant, error in errors.items() if OUT_OF_SPACE in error]
     if not filled and not (errors and disk_full(location)):
         return
-    raise MachineError(
-        f"the disk of study directory {location.uri} is full ({free_mib(location)} MiB free; "
-        f"trial(s) stopped: {', '.join(filled or errors)}). Finished runs are kept: free some "
-        "space and run the same command again to continue the study"
-    )
+    raise disk_full_error(location, f"trial(s) stopped: {', '.join(filled or errors)}")
 
 
 def ship_dataset(study: Study) -> object:

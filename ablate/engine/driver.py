@@ -26,18 +26,18 @@ from ablate.data.ebhi import SegmentationData
 from ablate.engine.messages import short_error
 from ablate.engine.progress import ProgressPrinter
 from ablate.engine.trainable import TrialSetup, train_variant
-from ablate.errors import MachineError, UserError
+from ablate.errors import UserError
 from ablate.store import StudyLocation
-from ablate.store.fs import disk_full, free_mib
+from ablate.store.fs import disk_full, disk_full_error
 
 if TYPE_CHECKING:
     import ray
 
 CONNECT_TIMEOUT_S = 5.0
 JOIN_TIMEOUT_S = 30.0
+"""A cluster that has not accepted a driver by then is treated as unreachable."""
 RAY_EXIT_TIMEOUT_S = 15.0
 """How long the command waits for its local Ray processes to end before killing them."""
-"""A cluster that has not accepted a driver by then is treated as unreachable."""
 TUNE_DIR = ".tune"
 RAY_CLIENT_PORT = 10001
 # Tune writes CSV/JSON/TensorBoard logs of every trial by default; the store has all results.
@@ -317,11 +317,8 @@ def run_trials(
             if not disk_full(location):
                 raise
             # Tune could not save (or read back) its state: say so, not its traceback.
-            raise MachineError(
-                f"the disk of study directory {location.uri} is full ({free_mib(location)} MiB "
-                f"free; Ray Tune stopped: {short_error(str(error))}). Finished runs are kept: "
-                "free some space and run the same command again to continue the study"
-            ) from error
+            stopped = f"Ray Tune stopped: {short_error(str(error))}"
+            raise disk_full_error(location, stopped) from error
     errors = {}
     for result in results:
         if result.error is not None:

@@ -181,21 +181,27 @@ def disk_full(study: StudyLocation) -> bool:
     return free is not None and free < MIN_FREE_MIB
 
 
+def disk_full_error(study: StudyLocation, stopped: str) -> MachineError:
+    """The one message of a study that its full disk stopped: where, the room left, what
+    `stopped`, and how to continue."""
+    free = free_mib(study)
+    room = "" if free is None else f"{free} MiB free; "
+    return MachineError(
+        f"the disk of study directory {study.uri} is full ({room}{stopped}). Finished runs are "
+        "kept: free some space and run the same command again to continue the study"
+    )
+
+
 @contextlib.contextmanager
 def stops_when_disk_full(study: StudyLocation, step: str) -> Iterator[None]:
     """Turn a write that failed on a full disk during `step` into one MachineError.
 
     Raises:
-        MachineError: naming the study directory, its free space and how to continue.
+        MachineError: see `disk_full_error`.
     """
     try:
         yield
     except OSError as error:
         if not (out_of_space(error) or disk_full(study)):
             raise
-        free = free_mib(study)
-        room = "" if free is None else f" ({free} MiB free)"
-        raise MachineError(
-            f"the disk of study directory {study.uri} is full{room}: {step} stopped. Finished "
-            "runs are kept: free some space and run the same command again to continue"
-        ) from error
+        raise disk_full_error(study, f"{step} stopped") from error

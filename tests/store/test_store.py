@@ -189,8 +189,9 @@ def test_a_write_on_a_full_disk_becomes_one_machine_error(
     study = resolve_study(disk / "study")
     study.makedirs()
     fill_disk(disk)
+    stopped = r"study is full \(0 MiB free; writing the summary stopped\)"
     with (
-        pytest.raises(MachineError, match=r"study is full \(0 MiB free\): writing the summary"),
+        pytest.raises(MachineError, match=stopped),
         stops_when_disk_full(study, "writing the summary"),
     ):
         ResultStore(study).write("runs", "baseline", 0, pd.DataFrame({"seed": [0]}))
