@@ -32,6 +32,11 @@ LONGER_STUDY = {"protocol.seeds": [0, 1, 2, 3, 4], "baseline.train.epochs": 2}
 """For the tests that stop a running command: 10 runs, so it is still busy when stopped."""
 
 
+def _ablate_run(grid: Path, study: Path, *options: str) -> list[str]:
+    """The command line of `ablate run GRID --out STUDY [OPTIONS]` in a fresh interpreter."""
+    return [sys.executable, "-m", "ablate.cli", "run", str(grid), "--out", str(study), *options]
+
+
 def _assert_each_run_once(study: Path, pairs: set[tuple[str, int]]) -> None:
     for table, keys in ROW_KEYS.items():
         frame = pd.read_parquet(study / "results" / table)
@@ -115,7 +120,7 @@ def test_killed_command_then_rerun_completes_the_study(
     grid = grid_writer(tmp_path, synthetic_root, **LONGER_STUDY)
     study = tmp_path / "out"
     runs = study / "results" / "runs"
-    command = [sys.executable, "-m", "ablate.cli", "run", str(grid), "--out", str(study)]
+    command = _ablate_run(grid, study)
     child = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
@@ -146,17 +151,7 @@ def test_unreachable_address_exits_2_and_writes_nothing(
 ) -> None:
     grid = grid_writer(tmp_path, synthetic_root)
     study = tmp_path / "out"
-    command = [
-        sys.executable,
-        "-m",
-        "ablate.cli",
-        "run",
-        str(grid),
-        "--out",
-        str(study),
-        "--address",
-        "127.0.0.1:1",
-    ]
+    command = _ablate_run(grid, study, "--address", "127.0.0.1:1")
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stderr
     assert "--address 127.0.0.1:1" in result.stderr and "Traceback" not in result.stderr
@@ -197,7 +192,7 @@ def test_second_run_refused_then_ctrl_c_stops_ray_and_frees_the_lock(
 ) -> None:
     grid = grid_writer(tmp_path, synthetic_root, **LONGER_STUDY)
     study = tmp_path / "out"
-    command = [sys.executable, "-m", "ablate.cli", "run", str(grid), "--out", str(study)]
+    command = _ablate_run(grid, study)
     child = subprocess.Popen(
         command,
         stdout=subprocess.DEVNULL,
@@ -284,7 +279,7 @@ def test_disk_filling_up_mid_study_stops_cleanly_and_the_rerun_completes(
     ballast = disk / "ballast"
     ballast.write_bytes(b"\0" * (79 << 20))  # leaves 17 MiB: the start check passes
     study = disk / "study"
-    command = [sys.executable, "-m", "ablate.cli", "run", str(grid), "--out", str(study)]
+    command = _ablate_run(grid, study)
     full = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert full.returncode == 1, full.stderr
     assert "Traceback" not in full.stderr
