@@ -111,7 +111,8 @@ class World:
             server.close()
 
     def study_from(self, grid_text: str, folder: str = "study") -> Path:
-        """A study directory as `ablate run` leaves it: grid.yaml from `ablate.grid.dump_grid`."""
+        """A study directory as `ablate run` leaves it: grid.yaml from `ablate.grid.dump_grid`
+        beside a dataset.json."""
         from ablate.grid import dump_grid, load_grid
 
         # The variable resolved here as `ablate run` resolves it (dump_grid writes values).
@@ -120,6 +121,7 @@ class World:
         study = self.root / folder
         study.mkdir()
         (study / "grid.yaml").write_text(dump_grid(load_grid(source)))
+        (study / "dataset.json").write_text('{"counts": {}, "dropped": [], "categories": []}')
         source.unlink()
         return study
 
@@ -352,7 +354,7 @@ COMMAND_CASES = [
     Case(
         "cli-study-grid-yaml-unreadable",
         _broken_study_grid,
-        ("study/grid.yaml", "YAML syntax error"),
+        ("study/grid.yaml", "not a grid ablate stored"),
     ),
     Case("cli-grid-not-utf8", _grid_not_utf8, ("grid.yaml", "cannot read the file")),
     Case("cli-prune-without-runs", _prune_without_runs, ("study", "no completed runs")),

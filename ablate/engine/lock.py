@@ -16,9 +16,8 @@ import time
 from dataclasses import dataclass
 
 from ablate.errors import UserError
-from ablate.store.fs import StudyLocation
-
-LOCK_NAME = "study.lock"
+from ablate.store import StudyDir
+from ablate.store.study import LOCK_FILE
 
 
 @dataclass(frozen=True)
@@ -62,12 +61,12 @@ class StudyLock:
     """Context manager holding `STUDY_DIR/study.lock`.
 
     Example:
-        >>> with StudyLock(resolve_study("runs/quickstart")):
+        >>> with StudyLock(StudyDir.open("runs/quickstart")):
         ...     run_the_study()
     """
 
-    def __init__(self, study: StudyLocation) -> None:
-        self.study = study
+    def __init__(self, study: StudyDir) -> None:
+        self.study = study.location
         self.owner = LockOwner.me()
         self.held = False
 
@@ -76,12 +75,12 @@ class StudyLock:
         self.study.makedirs()
         if self._try_create():
             return
-        holder = LockOwner.from_json(self.study.read_text(LOCK_NAME) or "")
+        holder = LockOwner.from_json(self.study.read_text(LOCK_FILE) or "")
         if holder is not None and holder.is_dead():
-            self.study.delete(LOCK_NAME)
+            self.study.delete(LOCK_FILE)
             if self._try_create():
                 return
-            holder = LockOwner.from_json(self.study.read_text(LOCK_NAME) or "")
+            holder = LockOwner.from_json(self.study.read_text(LOCK_FILE) or "")
         who = (
             f"pid {holder.pid} on {holder.host}, started {holder.started_at}"
             if holder
@@ -89,23 +88,23 @@ class StudyLock:
         )
         raise UserError(
             f"study directory {self.study.uri} is in use by another `ablate run` ({who}); "
-            f"wait for it to finish, or delete {self.study.path(LOCK_NAME)} if that run is gone"
+            f"wait for it to finish, or delete {self.study.path(LOCK_FILE)} if that run is gone"
         )
 
     def _try_create(self) -> bool:
         if self.study.local:
             try:
                 fd = os.open(
-                    self.study.path(LOCK_NAME), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644
+                    self.study.path(LOCK_FILE), os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644
                 )
             except FileExistsError:
                 return False
             with os.fdopen(fd, "w") as file:
                 file.write(self.owner.to_json())
         else:
-            if self.study.exists(LOCK_NAME):
+            if self.study.exists(LOCK_FILE):
                 return False
-            self.study.write_text(self.owner.to_json(), LOCK_NAME)
+            self.study.write_text(self.owner.to_json(), LOCK_FILE)
         self.held = True
         return True
 
@@ -114,10 +113,10 @@ class StudyLock:
         if not self.held:
             return
         self.held = False
-        current = LockOwner.from_json(self.study.read_text(LOCK_NAME) or "")
+        current = LockOwner.from_json(self.study.read_text(LOCK_FILE) or "")
         if current == self.owner:
             with contextlib.suppress(OSError):
-                self.study.delete(LOCK_NAME)
+                self.study.delete(LOCK_FILE)
 
     def __enter__(self) -> StudyLock:
         self.acquire()

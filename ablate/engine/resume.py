@@ -15,6 +15,7 @@ from typing import Any
 
 from ablate.config import GridConfig
 from ablate.errors import UserError
+from ablate.grid import Variant, expand_variants
 
 FREE_SECTIONS = ("resources", "pruning")
 """Top-level grid keys that may change between runs of one study: where runs execute, and
@@ -56,18 +57,17 @@ def changed_keys(old: GridConfig, new: GridConfig) -> list[str]:
     return changes
 
 
-def shrunk_keys(old: GridConfig, new: GridConfig) -> list[str]:
-    """Variants or seeds of the old grid that the new one drops or redefines."""
-    from ablate.grid import expand_variants
-
+def shrunk_keys(old: GridConfig, new: GridConfig, new_variants: list[Variant]) -> list[str]:
+    """Variants or seeds of the old grid that the new one (with `new_variants`) drops or
+    redefines."""
     problems = []
     old_seeds, new_seeds = old.protocol.seed_list(), set(new.protocol.seed_list())
     removed = [seed for seed in old_seeds if seed not in new_seeds]
     if removed:
         problems.append(f"protocol.seeds (seeds {removed} removed)")
-    new_variants = {variant.name: variant for variant in expand_variants(new)}
+    by_name = {variant.name: variant for variant in new_variants}
     for variant in expand_variants(old):
-        current = new_variants.get(variant.name)
+        current = by_name.get(variant.name)
         if current is None:
             problems.append(f"ablations (variant {variant.name!r} removed)")
         elif current.changes != variant.changes:
@@ -77,13 +77,15 @@ def shrunk_keys(old: GridConfig, new: GridConfig) -> list[str]:
     return problems
 
 
-def check_compatible(old: GridConfig, new: GridConfig, study_uri: str) -> None:
+def check_compatible(
+    old: GridConfig, new: GridConfig, new_variants: list[Variant], study_uri: str
+) -> None:
     """Refuse to continue a study whose grid changed other than by added variants or seeds.
 
     Raises:
         UserError: naming every changed key.
     """
-    problems = changed_keys(old, new) + shrunk_keys(old, new)
+    problems = changed_keys(old, new) + shrunk_keys(old, new, new_variants)
     if problems:
         listed = "; ".join(problems)
         raise UserError(

@@ -12,32 +12,26 @@ there), and Tune's checkpoint carries the seeds done as a second record.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from ablate.config import RunConfig
-from ablate.engine.lock import LOCK_NAME
-from ablate.store import ResultStore, path_segment
-from ablate.store.parquet import run_file_name
-
-if TYPE_CHECKING:
-    from ablate.data.ebhi import SegmentationData
-    from ablate.train.run import RunResult
+from ablate.data.ebhi import SegmentationData
+from ablate.errors import UserError
+from ablate.store import ResultStore, StudyDir
+from ablate.store.study import CHECKPOINTS, RUN_OUTPUTS, TENSORBOARD
+from ablate.train.metrics import macro
+from ablate.train.run import RunOutputs, RunResult, execute_run
 
 PROGRESS_FILE = "progress.json"
 RESULT_TABLES = ("image_metrics", "class_metrics", "history")
 """Written before `runs`, which is written last and marks the run complete."""
-OUTPUT_FOLDERS = ("checkpoints", "tensorboard")
 
 
 @dataclass(frozen=True)
@@ -50,12 +44,6 @@ class TrialSetup:
         run_configs: variant name -> RunConfig JSON.
         seeds: the study's seeds, in the order they run.
         cpus: CPUs of one trial, passed to the training run (threads, loader workers).
-        crash_flag: TEST HOOK. Path of a flag file; when it exists, the first trial that
-            finds it after finishing a seed renames it to `<flag>.fired` (holding the time)
-            and SIGKILLs its own worker process in the middle of the next seed (after that
-            seed's tables, before its runs file).
-            Used by tests/engine to check that retried trials continue without duplicates;
-            set through the ABLATE_TEST_CRASH_FLAG environment variable of the driver.
         lock: content of the study.lock file of the command that started these trials; None
             outside `ablate run`. A trial checks it before it deletes or writes a run.
     """
@@ -65,7 +53,6 @@ class TrialSetup:
     run_configs: dict[str, str]
     seeds: list[int]
     cpus: int = 1
-    crash_flag: str | None = None
     versions: dict[str, str] = field(default_factory=dict)
     lock: str | None = None
 
@@ -74,7 +61,7 @@ class StudyTakenOver(RuntimeError):
     """The command that started this trial is gone and another one holds the study."""
 
 
-def check_still_owned(store: ResultStore, setup: TrialSetup) -> None:
+def check_still_owned(study: StudyDir, setup: TrialSetup) -> None:
     """Stop a trial whose command no longer holds the study lock.
 
     Ray ends the workers of a stopped command asynchronously (on a busy node, seconds later):
@@ -85,18 +72,15 @@ def check_still_owned(store: ResultStore, setup: TrialSetup) -> None:
     """
     if setup.lock is None:
         return
-    current = store.location.read_text(LOCK_NAME)
-    if current != setup.lock:
+    if study.read_lock() != setup.lock:
         raise StudyTakenOver(
-            f"study directory {store.location.uri} is no longer held by the command that "
+            f"study directory {study.uri} is no longer held by the command that "
             "started this trial: it stops without touching the study"
         )
 
 
 def macro_dice(class_metrics: pd.DataFrame | None) -> float:
     """Mean Dice over the categories (or classes) of one run; NaN when it has none."""
-    from ablate.train.metrics import macro
-
     if class_metrics is None or class_metrics.empty or "dice" not in class_metrics:
         return float("nan")
     return macro(class_metrics, "dice")
@@ -136,84 +120,59 @@ def runs_row(
     return frame.astype({"error": "string", "status": "string"})
 
 
-def _crash_now(setup: TrialSetup, seeds_run: int) -> bool:
-    """TEST HOOK (see TrialSetup.crash_flag): claim the flag by renaming it (atomic, so only
-    one trial fires) to `<flag>.fired`, which then holds the time of the kill."""
-    if setup.crash_flag is None or seeds_run < 1:
-        return False
-    fired = f"{setup.crash_flag}.fired"
-    try:
-        os.rename(setup.crash_flag, fired)
-    except FileNotFoundError:
-        return False
-    Path(fired).write_text(pd.Timestamp.now(tz="UTC").isoformat())
-    return True
-
-
 def _train_with_outputs(
-    store: ResultStore,
-    config: RunConfig,
-    data: SegmentationData,
-    variant: str,
-    seed: int,
-    cpus: int,
+    study: StudyDir, config: RunConfig, data: SegmentationData, variant: str, seed: int, cpus: int
 ) -> RunResult:
     """execute_run with checkpoints and TensorBoard events under the study directory.
 
     A local study is written in place; for a remote one (s3://...) the run writes to a
     node-local scratch folder that is uploaded when the run ends.
     """
-    from ablate.train.run import RunOutputs, execute_run
-
-    parts = {name: (name, path_segment(variant), f"seed={seed}") for name in OUTPUT_FOLDERS}
+    parts = {name: study.run_folder(name, variant, seed) for name in RUN_OUTPUTS}
     with tempfile.TemporaryDirectory(prefix="ablate-run-") as scratch:
         local = {
-            name: store.location.local_path(*part) if store.location.local else Path(scratch, name)
+            name: Path(study.path(*part)) if study.location.local else Path(scratch, name)
             for name, part in parts.items()
         }
-        for folder in local.values():
+        for name, folder in local.items():
+            if study.location.local:  # in the study: no link may take it elsewhere
+                study.location.makedirs(*parts[name])
             folder.mkdir(parents=True, exist_ok=True)
-        outputs = RunOutputs(
-            checkpoint_dir=local["checkpoints"], tensorboard_dir=local["tensorboard"]
-        )
+        outputs = RunOutputs(checkpoint_dir=local[CHECKPOINTS], tensorboard_dir=local[TENSORBOARD])
         result = execute_run(config, data, seed, outputs=outputs, cpus=cpus)
         for name, part in parts.items():
-            store.location.put_dir(local[name], *part)
+            study.location.put_dir(local[name], *part)
     return result
 
 
 def run_seed(
-    store: ResultStore,
-    setup: TrialSetup,
-    data: SegmentationData,
-    variant: str,
-    seed: int,
-    seeds_run: int,
+    study: StudyDir, setup: TrialSetup, data: SegmentationData, variant: str, seed: int
 ) -> tuple[str, float]:
     """Train and evaluate one (variant, seed) and store its tables; returns (status, macro Dice)."""
     config = RunConfig.model_validate_json(setup.run_configs[variant])
-    check_still_owned(store, setup)
+    store = study.results(setup.study)
+    check_still_owned(study, setup)
     # Leftovers of an attempt that died before its runs file must not mix with this one.
     store.delete_run(variant, seed)
     started = pd.Timestamp.now(tz="UTC")
-    result = _train_with_outputs(store, config, data, variant, seed, setup.cpus)
-    check_still_owned(store, setup)
+    result = _train_with_outputs(study, config, data, variant, seed, setup.cpus)
+    check_still_owned(study, setup)
     for table in RESULT_TABLES:
         frame = getattr(result, table)
         # An empty frame (failed run) would give its file a schema without the metric columns.
         if frame is not None and not frame.empty:
             store.write(table, variant, seed, frame)
-    if _crash_now(setup, seeds_run):
-        os.kill(os.getpid(), signal.SIGKILL)
     store.write("runs", variant, seed, runs_row(config, result, started, setup))
     return result.status, macro_dice(result.class_metrics)
 
 
 def _stored_dice(store: ResultStore, variant: str, seed: int) -> float:
-    path = store.table_dir("class_metrics") + "/" + run_file_name(variant, seed)
-    if not store.location.fs.get_file_info(path).is_file:
+    """A finished seed's macro Dice for the progress line; NaN when its file is damaged
+    (the summary names that file; a progress line is no reason to fail a trial)."""
+    try:
+        return macro_dice(store.read_run("class_metrics", variant, seed))
+    except UserError:
         return float("nan")
-    return macro_dice(pq.read_table(path, filesystem=store.fs).to_pandas())
 
 
 def _report(
@@ -245,14 +204,13 @@ def train_variant(config: dict, *, data: SegmentationData, setup: TrialSetup) ->
     after each seed records the same seeds for Tune's own bookkeeping.
     """
     variant = config["variant"]
-    store = ResultStore(setup.study_uri, study=setup.study)
+    study = StudyDir.open(setup.study_uri)
+    store = study.results(setup.study)
     finished = {seed for v, seed in store.completed() if v == variant and seed in setup.seeds}
     dices = {seed: _stored_dice(store, variant, seed) for seed in finished}
-    seeds_run = 0
     for seed in setup.seeds:
         if seed in finished:
             continue
         began = time.monotonic()
-        status, dices[seed] = run_seed(store, setup, data, variant, seed, seeds_run)
-        seeds_run += 1
+        status, dices[seed] = run_seed(study, setup, data, variant, seed)
         _report(variant, seed, status, dices, len(setup.seeds), time.monotonic() - began)

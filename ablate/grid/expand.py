@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from ablate.config import Ablations, GridConfig, Recipe
 from ablate.errors import GridError
 from ablate.grid.components import ComponentError, removal_changes, resolve_key, short_key
-from ablate.grid.load import KeyPath, Locate, format_path
+from ablate.grid.keys import KeyPath, Locate, format_path
 
 BASELINE = "baseline"
 SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+*,-]*$")

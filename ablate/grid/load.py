@@ -18,7 +18,6 @@ import difflib
 import os
 import re
 import typing
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,22 +27,13 @@ from pydantic import BaseModel, ValidationError
 
 from ablate.config import Ablations, GridConfig, Recipe
 from ablate.errors import GridError
-
-KeyPath = tuple[str | int, ...]
-"""A YAML key path: ("ablations", "swap", "lr", 1) is shown as ablations.swap.lr[1]."""
+from ablate.grid.expand import collect_variants
+from ablate.grid.keys import KeyPath, Locate, format_path
 
 GRID_ONLY_KEYS = ("study", "baseline", "ablations")
 """Keys that only a grid has: a file with none of them is a single-run config."""
 ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 EXTENDS = "extends"
-
-
-def format_path(path: KeyPath) -> str:
-    """'ablations.swap.lr[1]' for ("ablations", "swap", "lr", 1)."""
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "(top level)"
 
 
 @dataclass(frozen=True)
@@ -78,10 +68,6 @@ class GridOrigin:
         return f"{text} ({where} line {location.line})"
 
 
-Locate = Callable[[KeyPath], str]
-"""key path -> 'key.path (line N)' for messages."""
-
-
 def load_grid(path: str | Path) -> GridConfig:
     """Load, resolve and validate a grid file.
 
@@ -107,9 +93,6 @@ def load_grid(path: str | Path) -> GridConfig:
         problems += schema_problems(error, data, origin.locate)
         problems += _partial_ablation_problems(data, origin.locate)
         raise GridError(str(path), problems) from None
-    # Imported here: expand imports this module (key paths and their formatting).
-    from ablate.grid.expand import collect_variants
-
     problems += collect_variants(grid.baseline, grid.ablations, origin.locate)[1]
     if problems:
         raise GridError(str(path), problems)
@@ -361,8 +344,6 @@ def _partial_ablation_problems(data: dict, locate: Locate) -> list[str]:
         return []  # already reported by the schema validation
     if baseline is None:
         return []
-    from ablate.grid.expand import collect_variants
-
     return collect_variants(baseline, ablations, locate, check_baseline=False)[1]
 
 

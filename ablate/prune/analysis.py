@@ -9,10 +9,8 @@ Ray task unchanged.
 from __future__ import annotations
 
 import copy
-import io
 import itertools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
@@ -20,24 +18,21 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ablate.config import PruningConfig, RunConfig
-from ablate.data.loader import build_eval_loader, build_train_loader, channel_stats
+from ablate.data.ebhi import SegmentationData
+from ablate.data.loader import ChannelStats, build_eval_loader, build_train_loader
 from ablate.data.split import Split
-from ablate.models import build_model, output_channels
 from ablate.prune.methods import method_seed, prune_copy, sparsity
 from ablate.prune.scopes import Target, conv_layers, scope_targets
 from ablate.prune.summary import UNPRUNED_METHOD, UNPRUNED_SCOPE, UNPRUNED_TARGET
-from ablate.prune.weights import clean_state, grad_norms, weight_distance
-from ablate.store import ResultStore, path_segment
-from ablate.store.fs import StudyLocation, resolve_study
+from ablate.prune.weights import grad_norms, weight_distance
+from ablate.store import StudyDir, parse_run_config, run_file_name
+from ablate.store.parquet import RESULTS
 from ablate.train.device import resolve_device
 from ablate.train.evaluate import predict_counts
 from ablate.train.losses import build_loss
 from ablate.train.metrics import class_metrics
-from ablate.train.run import run_split  # the split training used, by construction
-
-if TYPE_CHECKING:
-    from ablate.data.ebhi import SegmentationData
-    from ablate.data.loader import ChannelStats
+from ablate.train.restore import INITIAL, read_state, restore_model
+from ablate.train.run import input_stats, run_split  # what training used, by construction
 
 PRUNING = "pruning"
 WEIGHT_DISTANCE = "weight_distance"
@@ -73,19 +68,10 @@ class RunSpec:
 
     @property
     def config(self) -> RunConfig:
-        return RunConfig.model_validate_json(self.config_json)
-
-
-def load_state(
-    location: StudyLocation, variant: str, seed: int, name: str
-) -> dict[str, torch.Tensor]:
-    """A run's checkpoint (initial.pt or best.pt) read through the study's filesystem."""
-    parts = ("checkpoints", path_segment(variant), f"seed={seed}", name)
-    if not location.exists(*parts):
-        raise FileNotFoundError(f"{location.path(*parts)} not found")
-    with location.fs.open_input_stream(location.path(*parts)) as stream:
-        buffer = io.BytesIO(stream.read())
-    return clean_state(torch.load(buffer, map_location="cpu", weights_only=True))
+        runs_file = StudyDir.open(self.study_uri).path(
+            RESULTS, "runs", run_file_name(self.variant, self.seed)
+        )
+        return parse_run_config(self.config_json, f"{runs_file} ({self.variant} seed {self.seed})")
 
 
 def evaluate_classes(
@@ -195,13 +181,6 @@ def _prune_and_score(
     return evaluate_classes(pruned, loader, config, data, device), reached
 
 
-def _input_stats(config: RunConfig, data: SegmentationData, split: Split) -> ChannelStats | None:
-    """The normalization statistics training used: the training split's, when normalizing."""
-    if not config.augment.normalize:
-        return None
-    return channel_stats(data.images[split.train])
-
-
 def _grad_norm_rows(
     model: nn.Module,
     states: dict[str, dict[str, torch.Tensor]],
@@ -260,14 +239,14 @@ def analyse_run(
         torch.set_num_threads(max(1, threads))
     device = resolve_device(device)
     config = spec.config
-    location = resolve_study(spec.study_uri)
-    store = ResultStore(location, study=spec.study)
-    model = build_model(config.model, output_channels(config.protocol.task, data.categories))
-    trained = load_state(location, spec.variant, spec.seed, "best.pt")
-    model.load_state_dict(trained)
+    study = StudyDir.open(spec.study_uri)
+    store = study.results(spec.study)
+    model = restore_model(study, config, spec.variant, spec.seed, data.categories)
+    trained = {name: value.clone() for name, value in model.state_dict().items()}
     split = run_split(config, data, spec.seed)
-    stats = _input_stats(config, data, split)
-    initial = _initial_state(location, spec)
+    stats = input_stats(config, data, split)
+    # initial.pt feeds the weight tables only; pruning needs the trained weights alone.
+    initial = read_state(study, spec.variant, spec.seed, INITIAL)
     written = []
     if WEIGHT_DISTANCE in spec.tables and initial is not None:
         store.write(
@@ -296,11 +275,3 @@ def analyse_run(
         store.write(PRUNING, spec.variant, spec.seed, rows)
         written.append(PRUNING)
     return written
-
-
-def _initial_state(location: StudyLocation, spec: RunSpec) -> dict[str, torch.Tensor] | None:
-    """initial.pt when the run saved it; the weight tables need it, pruning does not."""
-    try:
-        return load_state(location, spec.variant, spec.seed, "initial.pt")
-    except FileNotFoundError:
-        return None

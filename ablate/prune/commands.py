@@ -1,34 +1,24 @@
-"""`ablate prune STUDY_DIR`: pruning sensitivity of a study's trained runs."""
+"""`ablate prune STUDY_DIR`: the command-line edge of pruning sensitivity (nothing imports it)."""
 
 from __future__ import annotations
 
 import sys
 
-import yaml
-from pydantic import ValidationError
-
 from ablate.config import PruningConfig
+from ablate.engine.connection import ray_connection
 from ablate.errors import UserError
 from ablate.prune.methods import PRUNE_METHODS
-from ablate.prune.report import build_summary
+from ablate.prune.report import build_summary, pruning_section
 from ablate.prune.scopes import SCOPES
-from ablate.prune.study import ok_runs, run_pruning
-from ablate.store import ResultStore
-from ablate.store.fs import StudyLocation, resolve_study
+from ablate.prune.study import run_pruning
+from ablate.report.summarize import summarize
+from ablate.store import StudyDir
 
 
-def _grid_pruning(location: StudyLocation) -> PruningConfig:
-    """The `pruning:` section of the study's grid.yaml, else the defaults."""
-    text = location.read_text("grid.yaml")
-    if text is None:
-        return PruningConfig()
-    try:
-        section = (yaml.safe_load(text) or {}).get("pruning") or {}
-        return PruningConfig.model_validate(section)
-    except (yaml.YAMLError, AttributeError, ValidationError) as error:
-        raise UserError(
-            f"{location.path('grid.yaml')}: pruning: invalid section: {error}"
-        ) from error
+def _grid_pruning(study: StudyDir) -> PruningConfig:
+    """The `pruning:` section of the study's stored grid, else the defaults."""
+    grid = study.read_grid()
+    return grid.pruning if grid is not None and grid.pruning is not None else PruningConfig()
 
 
 def _check_names(option: str, names: list[str] | None, valid: list[str]) -> None:
@@ -40,7 +30,7 @@ def _check_names(option: str, names: list[str] | None, valid: list[str]) -> None
 
 
 def resolve_config(
-    location: StudyLocation,
+    study: StudyDir,
     variants: list[str] | None,
     methods: list[str] | None,
     scopes: list[str] | None,
@@ -54,7 +44,7 @@ def resolve_config(
         raise UserError(f"--amounts: {outside} outside [0, 1] (shares of weights to prune)")
     if amounts is not None and not amounts:
         raise UserError("--amounts: no amount given")
-    base = _grid_pruning(location)
+    base = _grid_pruning(study)
     overrides = {"variants": variants, "methods": methods, "scopes": scopes, "amounts": amounts}
     return base.model_copy(
         update={key: value for key, value in overrides.items() if value is not None}
@@ -82,41 +72,35 @@ def prune_command(
     Example:
         $ ablate prune runs/quickstart --methods l1_unstructured --scope modules --amounts 0.25,0.5
     """
-    location = resolve_study(study_dir)
-    if not location.exists():
-        raise UserError(f"{study_dir}: study directory not found")
-    config = resolve_config(location, variants, methods, scopes, amounts)
-    runs = ok_runs(ResultStore(location), None)
+    study = StudyDir.open(study_dir)
+    study.require_study()
+    config = resolve_config(study, variants, methods, scopes, amounts)
+    runs = study.results().ok_runs()
     if runs.empty:
         raise UserError(f"{study_dir}: no completed runs in results/runs; run `ablate run` first")
     _check_names("--variants", config.variants, sorted(set(runs["variant"])))
-    from ablate.engine.driver import ray_connection  # joins --address/RAY_ADDRESS, else local
-
-    with ray_connection(address):
-        errors = run_pruning(location, config)
-    _print_worst(location)
-    _refresh_report(study_dir)
+    with ray_connection(address):  # joins --address/RAY_ADDRESS, else a local Ray
+        errors = run_pruning(study, config)
+    _print_worst(study)
+    _refresh_report(study)
     if errors:
         lines = "\n".join(f"  - {run}: {error}" for run, error in errors.items())
         raise UserError(f"{study_dir}: pruning failed for {len(errors)} run(s)\n{lines}")
 
 
-def _refresh_report(study_dir: str) -> None:
+def _refresh_report(study: StudyDir) -> None:
     """Rebuild summary/ and report.html, whose pruning section shows the new results."""
-    from ablate.report.commands import summarize_command
-
     try:
-        summarize_command(study_dir)
+        summarize(study, sections=[pruning_section])
     except UserError as error:  # the pruning results are stored; only the report is stale
         print(f"warning: report.html not refreshed: {error}", file=sys.stderr)
 
 
-def _print_worst(location: StudyLocation) -> None:
-    result = build_summary(location, figures=False)
+def _print_worst(study: StudyDir) -> None:
+    result = build_summary(study, figures=False)
     if result is None:
         print("no pruning results")
         return
-    print(f"pruning results: {location.path('results', 'pruning')}")
-    print(f"summary: {location.path('summary', 'pruning')}")
+    print(f"pruning results: {study.path('results', 'pruning')}")
     print("largest macro Dice drops (mean over seeds):")
     print(result.worst.to_string(index=False, float_format=lambda value: f"{value:.4f}"))

@@ -1,16 +1,14 @@
-"""The pruning summary of a study: CSV tables and PNG figures, and the report.html section.
+"""The pruning summary of a study: CSV tables and PNG figures, and the report's section.
 
 Everything is derived from the stored tables (results/pruning, results/weight_distance,
-results/grad_norms), so the summary can be rebuilt at any time from a copied study.
+results/grad_norms), so the summary can be rebuilt at any time from a copied study. The
+report does not import this module: the command that writes the summary passes
+`pruning_section` in, and its files land under summary/pruning/ with the rest.
 """
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
 from matplotlib import pyplot as plt
@@ -19,10 +17,13 @@ from matplotlib.figure import Figure
 from ablate.prune import plots
 from ablate.prune.analysis import GRAD_NORMS, PRUNING, WEIGHT_DISTANCE
 from ablate.prune.summary import layer_summary, summarise, worst_targets
-from ablate.store import ResultStore, path_segment
-from ablate.store.fs import StudyLocation, resolve_study
+from ablate.report import html
+from ablate.report.plots import png_bytes
+from ablate.report.sections import ReportSection
+from ablate.store import StudyDir, path_segment
 
-SUMMARY_PARTS = ("summary", "pruning")
+FOLDER = "pruning"
+"""The pruning summary's folder under summary/."""
 HEATMAP_SCOPES = ("modules", "groups", "layers")
 
 
@@ -43,15 +44,9 @@ class PruningSummary:
         self.figures.clear()
 
 
-def _location(study_dir: str | Path | StudyLocation) -> StudyLocation:
-    return study_dir if isinstance(study_dir, StudyLocation) else resolve_study(study_dir)
-
-
-def build_summary(
-    study_dir: str | Path | StudyLocation, figures: bool = True
-) -> PruningSummary | None:
+def build_summary(study: StudyDir, figures: bool = True) -> PruningSummary | None:
     """The pruning summary of a study (figures only when `figures`); None without results."""
-    store = ResultStore(_location(study_dir))
+    store = study.results()
     table = store.read(PRUNING)
     if table.empty:
         return None
@@ -115,82 +110,69 @@ def _variant_bars(
     )
 
 
-def _png(figure: Figure) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
-    return buffer.getvalue()
+INTRODUCTION = (
+    "Each trained run's best checkpoint, pruned with torch.nn.utils.prune and evaluated on the "
+    "run's own test split. Deltas are pruned minus unpruned Dice of the same run (negative: "
+    "worse), averaged over seeds; sparsity is the share of zero weights reached over the "
+    "target's conv layers."
+)
+FIGURE_GROUPS = (
+    ("Amount vs Dice per category", "amount_dice_"),
+    ("Sensitivity heatmaps (macro Dice drop)", "heatmap_"),
+    ("Weight distance from initialisation", "weight_distance_"),
+    ("Gradient norms over one training epoch", "grad_norms_"),
+)
 
 
-def write_summary(study_dir: str | Path | StudyLocation) -> PruningSummary | None:
-    """Write STUDY_DIR/summary/pruning/ (CSV tables and PNG figures); None without results.
-
-    Example:
-        >>> write_summary("runs/pruning")  # doctest: +SKIP
-    """
-    location = _location(study_dir)
-    result = build_summary(location)
-    if result is None:
-        return None
+def _files(result: PruningSummary, pngs: dict[str, bytes]) -> dict[str, bytes]:
+    """summary/pruning/: the CSV tables and every figure as PNG."""
     tables = {
         "pruning_summary.csv": result.summary,
         "worst_targets.csv": result.worst,
         "weight_distance.csv": result.weight_distance,
         "grad_norms.csv": result.grad_norms,
     }
-    for name, table in tables.items():
-        if not table.empty:
-            location.write_text(table.to_csv(index=False), *SUMMARY_PARTS, name)
-    for stem, figure in result.figures.items():
-        location.write_bytes(_png(figure), *SUMMARY_PARTS, f"{stem}.png")
-    result.close()
-    return result
+    files = {
+        f"{FOLDER}/{name}": table.to_csv(index=False).encode("utf-8")
+        for name, table in tables.items()
+        if not table.empty
+    }
+    files.update({f"{FOLDER}/{stem}.png": png for stem, png in pngs.items()})
+    return files
 
 
-def _img(figure: Figure, alt: str) -> str:
-    data = base64.b64encode(_png(figure)).decode("ascii")
-    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"></figure>'
+def _body(result: PruningSummary, pngs: dict[str, bytes]) -> str:
+    """The section's HTML: introduction, largest drops, then the figures by kind."""
+    parts = [
+        html.paragraph(INTRODUCTION),
+        "<h3>Largest macro Dice drops</h3>",
+        html.table(result.worst),
+    ]
+    for heading, prefix in FIGURE_GROUPS:
+        shown = [(stem, png) for stem, png in pngs.items() if stem.startswith(prefix)]
+        if shown:
+            parts.append(f"<h3>{html.escape(heading)}</h3>")
+            parts.extend(html.image(png, stem) for stem, png in shown)
+    return "\n".join(parts)
 
 
-def _table_html(table: pd.DataFrame) -> str:
-    return table.to_html(
-        index=False, border=0, float_format=lambda value: f"{value:.4f}", na_rep=""
-    )
-
-
-def pruning_html(study_dir: str | Path | StudyLocation) -> str | None:
-    """The report's pruning section (tables and base64-embedded figures); None without results.
+def pruning_section(study: StudyDir) -> ReportSection | None:
+    """The report's pruning section and the files of summary/pruning/; None without results.
 
     Example:
-        >>> fragment = pruning_html("runs/pruning")  # doctest: +SKIP
-        >>> fragment.startswith('<section id="pruning">')  # doctest: +SKIP
-        True
+        >>> section = pruning_section(StudyDir.open("runs/pruning"))  # doctest: +SKIP
+        >>> sorted(section.files)[0]  # doctest: +SKIP
+        'pruning/amount_dice_baseline.png'
     """
-    result = build_summary(study_dir)
+    result = build_summary(study)
     if result is None:
         return None
-    parts = [
-        '<section id="pruning">',
-        "<h2>Pruning sensitivity</h2>",
-        "<p>Each trained run's best checkpoint, pruned with <code>torch.nn.utils.prune</code> and "
-        "evaluated on the run's own test split. Deltas are pruned minus unpruned Dice of the same "
-        "run (negative: worse), averaged over seeds; sparsity is the share of zero weights reached "
-        "over the target's conv layers.</p>",
-        "<h3>Largest macro Dice drops</h3>",
-        _table_html(result.worst),
-    ]
-    groups = (
-        ("Amount vs Dice per category", "amount_dice_"),
-        ("Sensitivity heatmaps (macro Dice drop)", "heatmap_"),
-        ("Weight distance from initialisation", "weight_distance_"),
-        ("Gradient norms over one training epoch", "grad_norms_"),
-    )
-    for heading, prefix in groups:
-        figures = [
-            (stem, figure) for stem, figure in result.figures.items() if stem.startswith(prefix)
-        ]
-        if figures:
-            parts.append(f"<h3>{html.escape(heading)}</h3>")
-            parts.extend(_img(figure, stem) for stem, figure in figures)
-    parts.append("</section>")
+    pngs = {stem: png_bytes(figure) for stem, figure in result.figures.items()}
     result.close()
-    return "\n".join(parts)
+    return ReportSection(
+        title="Pruning sensitivity",
+        anchor=FOLDER,
+        html=_body(result, pngs),
+        files=_files(result, pngs),
+        lines=[f"pruning summary: {study.summary_path(FOLDER)}"],
+    )

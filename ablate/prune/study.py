@@ -9,12 +9,10 @@ are skipped (resume); new steps are added to a run's stored rows.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING
-
-import pandas as pd
 
 from ablate.config import PruningConfig
+from ablate.data.ebhi import SegmentationData
+from ablate.data.source import load_data
 from ablate.prune.analysis import (
     PRUNE_TABLES,
     PRUNING,
@@ -24,12 +22,7 @@ from ablate.prune.analysis import (
     analyse_run,
     requested_steps,
 )
-from ablate.prune.report import write_summary
-from ablate.store import ResultStore
-from ablate.store.fs import StudyLocation, resolve_study
-
-if TYPE_CHECKING:
-    from ablate.data.ebhi import SegmentationData
+from ablate.store import ResultStore, StudyDir
 
 TASK_CPUS = 1
 TASK_GPU_SHARE = 0.25
@@ -37,28 +30,17 @@ TASK_GPU_SHARE = 0.25
 most of a card idle, so four runs share one."""
 
 
-def ok_runs(store: ResultStore, variants: list[str] | None) -> pd.DataFrame:
-    """Rows of the runs table with status ok, restricted to `variants` when given."""
-    runs = store.read("runs")
-    if runs.empty:
-        return runs
-    runs = runs[runs["status"] == "ok"]
-    if variants is not None:
-        runs = runs[runs["variant"].isin(variants)]
-    return runs.sort_values(["variant", "seed"], kind="stable").reset_index(drop=True)
-
-
-def pending_runs(location: StudyLocation, config: PruningConfig) -> list[RunSpec]:
+def pending_runs(study: StudyDir, config: PruningConfig) -> list[RunSpec]:
     """The completed runs that still miss a pruning table or a requested pruning step.
 
     A run whose pruning table lacks some (method, scope, amount) of `config` is pending for
     those steps only: asking for a new method, scope or amount adds its rows to the study.
     """
-    store = ResultStore(location)
+    store = study.results()
     done = {table: set(store.run_files(table)) for table in PRUNE_TABLES}
     wanted = requested_steps(config)
     specs = []
-    for row in ok_runs(store, config.variants).itertuples(index=False):
+    for row in store.ok_runs(config.variants).itertuples(index=False):
         key = (row.variant, int(row.seed))
         stored = _stored_steps(store, *key) if key in done[PRUNING] else frozenset()
         missing = tuple(
@@ -67,7 +49,7 @@ def pending_runs(location: StudyLocation, config: PruningConfig) -> list[RunSpec
             if key not in done[table] or (table == PRUNING and not wanted <= stored)
         )
         if missing:
-            spec = RunSpec(location.uri, str(row.study), *key, row.config, missing, stored)
+            spec = RunSpec(study.uri, str(row.study), *key, row.config, missing, stored)
             specs.append(spec)
     return specs
 
@@ -82,8 +64,6 @@ def _stored_steps(store: ResultStore, variant: str, seed: int) -> frozenset[Step
 
 def _datasets(specs: list[RunSpec]) -> dict[str, SegmentationData]:
     """Each distinct data section of the runs, loaded once, keyed by its JSON."""
-    from ablate.data.source import load_data
-
     datasets: dict[str, SegmentationData] = {}
     for spec in specs:
         key = _data_key(spec)
@@ -140,9 +120,9 @@ def _ray_running() -> bool:
     return ray.is_initialized()
 
 
-def run_pruning(location: StudyLocation, config: PruningConfig) -> dict[str, str]:
-    """Analyse the pending runs and write the summary; returns errors by "variant seed N"."""
-    specs = pending_runs(location, config)
+def run_pruning(study: StudyDir, config: PruningConfig) -> dict[str, str]:
+    """Analyse the pending runs; returns errors by "variant seed N"."""
+    specs = pending_runs(study, config)
     errors: dict[str, str] = {}
     if specs:
         datasets = _datasets(specs)
@@ -150,27 +130,27 @@ def run_pruning(location: StudyLocation, config: PruningConfig) -> dict[str, str
         for spec, error in run(specs, datasets, config).items():
             if error is not None:
                 errors[f"{spec.variant} seed {spec.seed}"] = error
-    write_summary(location)
     return errors
 
 
-def prune_study(study_dir: str | Path | StudyLocation, config: PruningConfig) -> None:
-    """Pruning sensitivity of every completed run of a study, then summary/pruning/.
+def prune_study(study: StudyDir, config: PruningConfig) -> None:
+    """Pruning sensitivity of every completed run of a study.
 
     Writes results/pruning, results/weight_distance and results/grad_norms (one file per
     run; runs that have all three, with every requested pruning step, are skipped; steps
-    not stored yet are added to a run's rows) and the summary tables and figures. Runs are
+    not stored yet are added to a run's rows); the summary shows them (`pruning_section`,
+    ablate/prune/report.py). Runs are
     spread as Ray tasks when Ray is initialised, else analysed in this process. A run whose
     analysis fails is reported on stderr and left for the next call, so one broken run
     never costs the others (or the training before them) their results.
 
     Args:
-        study_dir: study directory (path or URI) with a runs table and checkpoints.
+        study: study directory with a runs table and checkpoints.
         config: methods, scopes, amounts and the variants to analyse (None: all).
 
     Example:
-        >>> prune_study("runs/quickstart", PruningConfig(amounts=[0.5]))  # doctest: +SKIP
+        >>> study = StudyDir.open("runs/quickstart")
+        >>> prune_study(study, PruningConfig(amounts=[0.5]))  # doctest: +SKIP
     """
-    location = study_dir if isinstance(study_dir, StudyLocation) else resolve_study(study_dir)
-    for run, error in run_pruning(location, config).items():
+    for run, error in run_pruning(study, config).items():
         print(f"warning: pruning of {run} failed: {error}", file=sys.stderr)

@@ -19,14 +19,9 @@ from torch.utils.data import DataLoader
 from ablate.config import Task
 from ablate.prune.scopes import conv_layers, layer_names
 from ablate.train.evaluate import class_targets
+from ablate.train.restore import clean_state
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-COMPILED_PREFIX = "_orig_mod."
-
-
-def clean_state(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A state_dict without torch.compile's `_orig_mod.` prefix, so it loads into a plain model."""
-    return {key.removeprefix(COMPILED_PREFIX): value for key, value in state.items()}
 
 
 def _block(readable: str) -> str:

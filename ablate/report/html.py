@@ -33,8 +33,6 @@ class Section:
     title: str
     body: str
     anchor: str = ""
-    raw: bool = False
-    """True: `body` is a whole <section> (with its own heading and id = anchor)."""
 
 
 @dataclass
@@ -44,13 +42,11 @@ class Report:
     title: str
     sections: list[Section] = field(default_factory=list)
 
-    def add(self, title: str, *parts: str) -> None:
-        anchor = "".join(ch if ch.isalnum() else "-" for ch in title.lower())
+    def add(self, title: str, *parts: str, anchor: str | None = None) -> None:
+        """A section of HTML `parts`; its id is `anchor`, else made from the title."""
+        if anchor is None:
+            anchor = "".join(ch if ch.isalnum() else "-" for ch in title.lower())
         self.sections.append(Section(title, "\n".join(parts), anchor))
-
-    def add_section(self, title: str, section: str, anchor: str) -> None:
-        """A ready-made `<section id="anchor">` from another part (listed in the contents)."""
-        self.sections.append(Section(title, section, anchor, raw=True))
 
     def render(self) -> str:
         """The whole document as one string."""
@@ -58,9 +54,7 @@ class Report:
             f'<li><a href="#{s.anchor}">{escape(s.title)}</a></li>' for s in self.sections
         )
         body = "\n".join(
-            s.body
-            if s.raw
-            else f'<section id="{s.anchor}"><h2>{escape(s.title)}</h2>\n{s.body}</section>'
+            f'<section id="{s.anchor}"><h2>{escape(s.title)}</h2>\n{s.body}</section>'
             for s in self.sections
         )
         return (

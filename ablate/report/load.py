@@ -1,39 +1,25 @@
-"""Reading a study directory: the Parquet store, the resolved grid and the cleaning report.
+"""What a summary reads from a study directory: its tables, stored grid and cleaning report.
 
-Only files are read (no Ray, no training code), so a copied or partial study summarises.
+Everything comes through the study's `StudyDir` (local folder or URI alike): the Parquet
+tables through its result store (validated on read), grid.yaml verbatim, dataset.json
+checked. No Ray and no training code, so a copied or partial study summarises.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from ablate.config import GridConfig, ProtocolConfig, RunConfig
 from ablate.errors import UserError
+from ablate.grid import expand_variants
+from ablate.store import StudyDir, parse_run_config
+from ablate.store.parquet import RESULTS, run_file_name
+from ablate.store.study import GRID_FILE
 
-TABLES = ("runs", "class_metrics", "image_metrics", "history")
-
-
-def _is_complete_file(path: Path) -> bool:
-    """Finished Parquet files only: the store writes to hidden or `tmp` names, then renames."""
-    name = path.name
-    return path.is_file() and not name.startswith((".", "_")) and "tmp" not in name.lower()
-
-
-def read_table(study_dir: Path, table: str) -> pd.DataFrame:
-    """Every finished Parquet file of `results/<table>/`, concatenated (empty if none)."""
-    folder = study_dir / "results" / table
-    files = sorted(p for p in folder.glob("*.parquet") if _is_complete_file(p))
-    frames = [pd.read_parquet(path) for path in files]
-    frames = [frame for frame in frames if not frame.empty]
-    if not frames:
-        return pd.DataFrame()
-    return pd.concat(frames, ignore_index=True)
+RUN_KEYS = ["variant", "seed"]
 
 
 @dataclass
@@ -49,12 +35,17 @@ class Expected:
 
 
 @dataclass
-class Study:
-    """Everything the summary reads from one study directory."""
+class StudyResults:
+    """Everything the summary reads from one study directory.
 
-    path: Path
+    `class_metrics` and `history` hold the rows of runs that finished ok only; `runs` holds
+    every finished run (ok, failed, diverged).
+    """
+
+    study: StudyDir
     name: str
     runs: pd.DataFrame
+    ok_runs: pd.DataFrame
     class_metrics: pd.DataFrame
     history: pd.DataFrame
     expected: Expected
@@ -62,16 +53,17 @@ class Study:
     dataset: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
 
-    def ok_runs(self) -> pd.DataFrame:
-        """Rows of the runs table with status ok."""
-        return self.runs[self.runs["status"] == "ok"]
-
     def run_config(self, variant: str, seed: int) -> RunConfig | None:
-        """The RunConfig stored with a run, None when the run or its config is absent."""
+        """The RunConfig stored with a run; None when the run is not in the runs table.
+
+        Raises:
+            UserError: the stored config is not valid JSON of a RunConfig.
+        """
         rows = self.runs[(self.runs["variant"] == variant) & (self.runs["seed"] == seed)]
-        if rows.empty or "config" not in rows or not isinstance(rows["config"].iloc[0], str):
+        if rows.empty or "config" not in rows:
             return None
-        return RunConfig.model_validate_json(rows["config"].iloc[0])
+        where = self.study.path(RESULTS, "runs", run_file_name(variant, seed))
+        return parse_run_config(rows["config"].iloc[0], where)
 
     def protocol(self) -> ProtocolConfig | None:
         """The grid's protocol, else the first stored run's."""
@@ -79,7 +71,7 @@ class Study:
             return self.grid.protocol
         if self.runs.empty:
             return None
-        config = self.run_config(*self.runs[["variant", "seed"]].iloc[0])
+        config = self.run_config(*self.runs[RUN_KEYS].iloc[0])
         return config.protocol if config else None
 
     def early_stopping_splits(self) -> set[str]:
@@ -92,33 +84,15 @@ class Study:
         return {"test" if protocol.early_stops_on_test else "val"}
 
 
-def _load_grid(path: Path, notes: list[str]) -> GridConfig | None:
-    """grid.yaml through ablate.grid when it exists, else validated directly."""
-    if not path.is_file():
-        notes.append("grid.yaml not found: expected runs are taken from the store")
-        return None
+def _variant_names(grid: GridConfig, study: StudyDir) -> list[str]:
     try:
-        from ablate.grid import load_grid
-    except ImportError:
-        load_grid = None
-    try:
-        if load_grid is not None:
-            return load_grid(path)
-        return GridConfig.model_validate(yaml.safe_load(path.read_text()))
-    except (UserError, ValueError, yaml.YAMLError) as error:
-        notes.append(f"grid.yaml could not be read ({error}); expected runs taken from the store")
-        return None
+        return [variant.name for variant in expand_variants(grid)]
+    except UserError as error:
+        where = study.path(GRID_FILE)
+        raise UserError(f"{where}: its ablations do not expand: {error}") from None
 
 
-def _variant_names(grid: GridConfig) -> list[str] | None:
-    try:
-        from ablate.grid import expand_variants
-    except ImportError:
-        return None
-    return [variant.name for variant in expand_variants(grid)]
-
-
-def _expected(grid: GridConfig | None, runs: pd.DataFrame, notes: list[str]) -> Expected:
+def _expected(grid: GridConfig | None, variants: list[str] | None, runs: pd.DataFrame) -> Expected:
     """Variants x seeds a study should hold; the store's own variants and seeds are added so
     that a run of an unexpected variant is still checked for its missing seeds."""
     stored_variants = list(dict.fromkeys(runs["variant"]))
@@ -126,66 +100,58 @@ def _expected(grid: GridConfig | None, runs: pd.DataFrame, notes: list[str]) -> 
     if grid is None:
         return Expected(stored_variants, stored_seeds, from_grid=False)
     seeds = list(dict.fromkeys([*grid.protocol.seed_list(), *stored_seeds]))
-    variants = _variant_names(grid)
-    if variants is None:
-        notes.append("ablate.grid is unavailable: expected variants are taken from the store")
-        return Expected(stored_variants, seeds, from_grid=False)
-    return Expected(list(dict.fromkeys([*variants, *stored_variants])), seeds, from_grid=True)
+    names = list(dict.fromkeys([*(variants or []), *stored_variants]))
+    return Expected(names, seeds, from_grid=True)
 
 
-def _load_dataset(path: Path, notes: list[str]) -> dict[str, Any] | None:
-    if not path.is_file():
-        notes.append("dataset.json not found: no cleaning report")
-        return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        notes.append(f"dataset.json is not valid JSON ({error})")
-        return None
-
-
-def load_study(study_dir: str | Path) -> Study:
-    """Read a study directory.
-
-    Raises:
-        UserError: the folder does not exist or holds no completed run.
-
-    Example:
-        >>> study = load_study("runs/quickstart")  # doctest: +SKIP
-    """
-    path = Path(study_dir)
-    if not path.is_dir():
-        raise UserError(f"{path}: study directory not found")
-    runs = read_table(path, "runs")
-    if runs.empty:
-        raise UserError(f"{path / 'results' / 'runs'}: no completed runs (no Parquet files)")
-    notes: list[str] = []
-    grid = _load_grid(path / "grid.yaml", notes)
-    runs["seed"] = runs["seed"].astype("int64")
-    complete = runs[list(("variant", "seed"))]
-    # Only runs whose `runs` file exists are complete: rows of unfinished runs are dropped.
-    class_metrics = _complete_rows(read_table(path, "class_metrics"), complete)
-    history = _complete_rows(read_table(path, "history"), complete)
-    name = str(runs["study"].iloc[0]) if "study" in runs else (grid.study if grid else path.name)
-    return Study(
-        path=path,
-        name=name,
-        runs=runs,
-        class_metrics=class_metrics,
-        history=history,
-        expected=_expected(grid, runs, notes),
-        grid=grid,
-        dataset=_load_dataset(path / "dataset.json", notes),
-        notes=notes,
-    )
-
-
-def _complete_rows(table: pd.DataFrame, complete: pd.DataFrame) -> pd.DataFrame:
+def _of_runs(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """The rows of `table` that belong to `runs` (by variant and seed)."""
     if table.empty:
         return table
-    table = table.copy()
-    table["seed"] = table["seed"].astype("int64")
-    return table.merge(complete.drop_duplicates(), on=["variant", "seed"], how="inner")
+    return table.merge(runs[RUN_KEYS].drop_duplicates(), on=RUN_KEYS, how="inner")
+
+
+def load_study(
+    study: StudyDir, grid: GridConfig | None = None, variants: list[str] | None = None
+) -> StudyResults:
+    """Read a study directory for its summary.
+
+    Args:
+        study: the study directory.
+        grid: its grid when the caller has it (`ablate run`), else grid.yaml is read.
+        variants: the grid's variant names when the caller has expanded it already.
+
+    Raises:
+        UserError: not a study, no finished run, or a damaged file (named).
+
+    Example:
+        >>> results = load_study(StudyDir.open("runs/quickstart"))  # doctest: +SKIP
+    """
+    study.require_study()
+    store = study.results()
+    runs = store.read("runs")
+    if runs.empty:
+        raise UserError(f"{store.table_dir('runs')}: no finished runs yet; run `ablate run` first")
+    notes: list[str] = []
+    if grid is None:
+        grid = study.read_grid()
+        if grid is None:
+            notes.append("grid.yaml not found: expected runs are taken from the store")
+    if grid is not None and variants is None:
+        variants = _variant_names(grid, study)
+    ok_runs = store.ok_runs()
+    return StudyResults(
+        study=study,
+        name=grid.study if grid is not None else study.name,
+        runs=runs,
+        ok_runs=ok_runs,
+        class_metrics=_of_runs(store.read("class_metrics"), ok_runs),
+        history=_of_runs(store.read("history"), ok_runs),
+        expected=_expected(grid, variants, runs),
+        grid=grid,
+        dataset=study.read_dataset(),
+        notes=notes,
+    )
 
 
 @dataclass
@@ -206,11 +172,11 @@ class RunStatus:
         return lines
 
 
-def run_status(study: Study) -> RunStatus:
+def run_status(results: StudyResults) -> RunStatus:
     """Compare the runs table with the expected variants x seeds."""
-    runs = study.runs
+    runs = results.runs
     present = set(zip(runs["variant"], runs["seed"].astype(int), strict=True))
-    missing = [pair for pair in study.expected.pairs() if pair not in present]
+    missing = [pair for pair in results.expected.pairs() if pair not in present]
 
     def with_status(status: str) -> list[tuple[str, int, str]]:
         rows = runs[runs["status"] == status]
@@ -224,6 +190,6 @@ def run_status(study: Study) -> RunStatus:
         missing=missing,
         failed=with_status("failed"),
         diverged=with_status("diverged"),
-        ok=int((runs["status"] == "ok").sum()),
-        expected=len(study.expected.pairs()),
+        ok=len(results.ok_runs),
+        expected=len(results.expected.pairs()),
     )

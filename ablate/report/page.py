@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from ablate.report import html, stats, tables
-from ablate.report.load import RunStatus, Study
+from ablate.report.load import RunStatus, StudyResults
+from ablate.report.sections import ReportSection
 from ablate.report.summary import Summary
 
 MAX_DROPPED_SHOWN = 200
@@ -26,11 +26,11 @@ class Figures:
     notes: list[str] | None = None
 
 
-def protocol_section(study: Study) -> str:
+def protocol_section(study: StudyResults) -> str:
     """Split fractions, seeds, task, early stopping; a warning when it watched the test split."""
     protocol = study.protocol()
     splits = study.early_stopping_splits()
-    pairs: list[tuple[str, Any]] = [("study", study.name), ("directory", str(study.path))]
+    pairs: list[tuple[str, Any]] = [("study", study.name), ("directory", study.study.uri)]
     data = study.grid.data if study.grid is not None else None
     if data is not None:
         source = data.root or f"synthetic ({data.synthetic.model_dump_json()})"
@@ -92,16 +92,14 @@ def _pairs_frame(rows: list[tuple[Any, Any]], columns: list[str]) -> pd.DataFram
     return pd.DataFrame(rows, columns=columns).astype(str)
 
 
-def _pruning_section(study_dir: Path) -> str | None:
-    try:
-        from ablate.prune.report import pruning_html
-    except ImportError:
-        return None
-    return pruning_html(study_dir)
-
-
-def build_report(study: Study, status: RunStatus, summary: Summary, figures: Figures) -> str:
-    """The whole report.html document."""
+def build_report(
+    study: StudyResults,
+    status: RunStatus,
+    summary: Summary,
+    figures: Figures,
+    sections: list[ReportSection] | None = None,
+) -> str:
+    """The whole report.html document; `sections` come after the figures."""
     report = html.Report(f"Ablation study {study.name}")
     report.add("Protocol", protocol_section(study))
     report.add("Runs", runs_section(status))
@@ -129,10 +127,8 @@ def build_report(study: Study, status: RunStatus, summary: Summary, figures: Fig
         html.table(shown.iloc[::-1].head(tables.TOP_N)),
     )
     report.add("Figures", *_figure_parts(figures, metric))
-    pruning = _pruning_section(study.path)
-    if pruning:
-        # ablate.prune renders its own <section id="pruning"> with embedded figures.
-        report.add_section("Pruning sensitivity", pruning, "pruning")
+    for section in sections or []:
+        report.add(section.title, section.html, anchor=section.anchor)
     notes = [*study.notes, *(figures.notes or []), *stats.CONVENTIONS]
     report.add("Notes", html.bullets(notes, "note"))
     return report.render()

@@ -1,6 +1,6 @@
 """PNG figures of the summary, drawn with matplotlib's object API (Agg canvas, no pyplot).
 
-Each function returns a `Figure`; `save` writes it. No global matplotlib state is touched, so
+Each function returns a `Figure`; `png_bytes` encodes it. No global matplotlib state is touched, so
 figures can be drawn from any thread and never open a window.
 """
 
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,12 +19,6 @@ from ablate.report.stats import MACRO, significant
 from ablate.report.tables import category_order
 
 DPI = 100
-
-
-def save(figure: Figure, path: Path) -> Path:
-    """Write the figure as PNG."""
-    figure.savefig(path, format="png", dpi=DPI, bbox_inches="tight")
-    return path
 
 
 def png_bytes(figure: Figure) -> bytes:

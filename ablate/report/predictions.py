@@ -1,24 +1,30 @@
 """Sample predictions: image, ground truth, baseline and variant predictions side by side.
 
-Rebuilt from the study's checkpoints (`checkpoints/<variant>/seed=<s>/best.pt`) and each
-run's stored RunConfig, on the run's own test split. Optional: when the checkpoints, the
-dataset or the model code are unavailable the figure is skipped and the reason returned.
+Each run is restored from its best.pt and stored RunConfig (`ablate.train.restore`) and
+predicts on its own test split (`run_split`). Optional: when the checkpoints or the dataset
+are unavailable the figure is skipped and the reason returned.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from matplotlib.figure import Figure
 
 from ablate.config import RunConfig
+from ablate.data.ebhi import SegmentationData
+from ablate.data.loader import build_eval_loader
+from ablate.data.source import load_data
 from ablate.errors import UserError
-from ablate.report.load import Study
+from ablate.report.load import StudyResults
 from ablate.report.stats import BASELINE, MACRO
-from ablate.store.parquet import path_segment
+from ablate.train.device import plan_device
+from ablate.train.evaluate import native_logits
+from ablate.train.restore import BEST, restore_model
+from ablate.train.run import input_stats, run_split
 
 PER_CATEGORY = 2
 
@@ -35,11 +41,6 @@ class Samples:
     predictions: dict[str, np.ndarray]  # variant -> (K, H, W) bool
 
 
-def checkpoint_path(study_dir: Path, variant: str, seed: int) -> Path:
-    """Where a run's kept weights are stored."""
-    return study_dir / "checkpoints" / path_segment(variant) / f"seed={seed}" / "best.pt"
-
-
 def pick_variants(deltas: pd.DataFrame, metric: str) -> list[str]:
     """The most harmful and the most helpful variant by macro delta (one if they coincide)."""
     macro = deltas[(deltas["category"] == MACRO) & (deltas["metric"] == metric)]
@@ -49,9 +50,9 @@ def pick_variants(deltas: pd.DataFrame, metric: str) -> list[str]:
     return list(dict.fromkeys([macro["variant"].iloc[0], macro["variant"].iloc[-1]]))
 
 
-def _seed_with_checkpoints(study: Study, variants: list[str]) -> int | None:
-    for seed in sorted(set(study.ok_runs()["seed"].astype(int))):
-        if all(checkpoint_path(study.path, v, seed).is_file() for v in variants):
+def _seed_with_checkpoints(results: StudyResults, variants: list[str]) -> int | None:
+    for seed in sorted(set(results.ok_runs["seed"].astype(int))):
+        if all(results.study.has_checkpoint(v, seed, BEST) for v in variants):
             return seed
     return None
 
@@ -62,24 +63,18 @@ def _sample_indices(category_ids: np.ndarray, test: np.ndarray, per_category: in
 
 
 def _predict(
-    config: RunConfig, weights: Path, data: object, indices: np.ndarray, stats: object
+    results: StudyResults,
+    config: RunConfig,
+    variant: str,
+    seed: int,
+    data: SegmentationData,
+    indices: np.ndarray,
 ) -> np.ndarray:
     """Foreground masks (K, H, W) of one run's model at the native mask resolution."""
-    import torch
-
-    from ablate.data.loader import build_eval_loader
-    from ablate.models import build_model, output_channels
-    from ablate.train.device import plan_device
-    from ablate.train.evaluate import native_logits
-
-    channels = output_channels(config.protocol.task, data.categories)
-    model = build_model(config.model, channels)
-    state = torch.load(weights, map_location="cpu", weights_only=True)
-    # torch.compile wraps the module; its state_dict keys carry this prefix.
-    state = {key.removeprefix("_orig_mod."): value for key, value in state.items()}
-    model.load_state_dict(state)
+    model = restore_model(results.study, config, variant, seed, data.categories)
     model.eval()
     plan = plan_device(config.train, "cpu")
+    stats = input_stats(config, data, run_split(config, data, seed))
     loader = build_eval_loader(
         data, indices, config.train, num_workers=0, pin_memory=False, stats=stats
     )
@@ -87,40 +82,36 @@ def _predict(
     with torch.no_grad():
         for batch in loader:
             logits = native_logits(model, batch["image"], batch["mask"].shape[-2:], plan)
-            foreground = logits[:, 0] > 0 if channels == 1 else logits.argmax(1) > 0
+            foreground = logits[:, 0] > 0 if logits.shape[1] == 1 else logits.argmax(1) > 0
             for index, mask in zip(batch["index"].tolist(), foreground.numpy(), strict=True):
                 masks[index] = mask
     return np.stack([masks[int(index)] for index in indices])
 
 
-def collect_samples(study: Study, variants: list[str], per_category: int = PER_CATEGORY) -> Samples:
+def collect_samples(
+    results: StudyResults, variants: list[str], per_category: int = PER_CATEGORY
+) -> Samples:
     """Predict a few test images per category with the baseline and `variants`.
 
     Raises:
         FileNotFoundError: no seed has checkpoints for all of them.
-        ImportError: the data or model code is unavailable.
+        UserError: a damaged checkpoint or run config, or an unreadable dataset.
     """
-    from ablate.data.loader import channel_stats
-    from ablate.data.source import load_data
-    from ablate.data.split import split_indices
-
     wanted = [BASELINE, *variants]
-    seed = _seed_with_checkpoints(study, wanted)
+    seed = _seed_with_checkpoints(results, wanted)
     if seed is None:
         raise FileNotFoundError(f"no seed has best.pt checkpoints for {', '.join(wanted)}")
-    base_config = study.run_config(BASELINE, seed)
+    base_config = results.run_config(BASELINE, seed)
     if base_config is None:
         raise FileNotFoundError(f"the runs table has no config for baseline seed {seed}")
     data = load_data(base_config.data)
-    protocol = base_config.protocol
-    split = split_indices(data.category_ids, seed, protocol.test_fraction, protocol.val_fraction)
-    indices = _sample_indices(data.category_ids, split.test, per_category)
+    indices = _sample_indices(
+        data.category_ids, run_split(base_config, data, seed).test, per_category
+    )
     predictions = {}
     for variant in wanted:
-        config = study.run_config(variant, seed) or base_config
-        stats = channel_stats(data.images[split.train]) if config.augment.normalize else None
-        weights = checkpoint_path(study.path, variant, seed)
-        predictions[variant] = _predict(config, weights, data, indices, stats)
+        config = results.run_config(variant, seed) or base_config
+        predictions[variant] = _predict(results, config, variant, seed, data, indices)
     return Samples(
         seed=seed,
         indices=indices,
@@ -168,15 +159,15 @@ def samples_figure(samples: Samples) -> Figure:
 
 
 def sample_predictions(
-    study: Study, deltas: pd.DataFrame, metric: str
+    results: StudyResults, deltas: pd.DataFrame, metric: str
 ) -> tuple[Figure | None, str]:
     """The sample-prediction figure, or None and the reason it was skipped."""
     variants = pick_variants(deltas, metric)
     if not variants:
         return None, "sample predictions skipped: no variant has a delta against the baseline"
     try:
-        samples = collect_samples(study, variants)
-    except (ImportError, FileNotFoundError, UserError, OSError, RuntimeError, KeyError) as error:
+        samples = collect_samples(results, variants)
+    except (FileNotFoundError, UserError, OSError, RuntimeError, KeyError) as error:
         return None, f"sample predictions skipped: {type(error).__name__}: {error}"
     note = (
         f"sample predictions: seed {samples.seed}, baseline vs {', '.join(variants)} "

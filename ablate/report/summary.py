@@ -1,15 +1,15 @@
-"""The numbers of a summary, computed from a loaded study and written as tables."""
+"""The numbers of a summary, computed from a loaded study, and its table files."""
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 
 from ablate.errors import UserError
 from ablate.report import stats, tables
-from ablate.report.load import Study
+from ablate.report.load import StudyResults
 
 
 @dataclass
@@ -24,14 +24,6 @@ class Summary:
     has_baseline: bool
 
 
-def ok_class_metrics(study: Study) -> pd.DataFrame:
-    """class_metrics rows of runs whose status is ok (failed and diverged runs are left out)."""
-    ok = study.ok_runs()[["variant", "seed"]].drop_duplicates()
-    if study.class_metrics.empty or ok.empty:
-        return pd.DataFrame()
-    return study.class_metrics.merge(ok, on=["variant", "seed"], how="inner")
-
-
 def _in_study_order(scores: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
     """Rows in the grid's variant order (baseline first), then by seed and category."""
     order = {name: index for index, name in enumerate(variants)}
@@ -40,27 +32,20 @@ def _in_study_order(scores: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
     return keys.drop(columns="_rank").reset_index(drop=True)
 
 
-def compute_summary(study: Study, metric: str) -> Summary:
+def compute_summary(results: StudyResults, metric: str) -> Summary:
     """Scores, seed summaries, paired deltas and the ranking of a study.
 
     Raises:
         UserError: no ok run has class metrics.
     """
-    counts = ok_class_metrics(study)
-    if counts.empty:
+    if results.class_metrics.empty:
         raise UserError(
-            f"{study.path / 'results'}: no run finished with status ok and class_metrics; "
-            "nothing to summarise"
+            f"{results.study.path('results')}: no run finished with status ok and "
+            "class_metrics; nothing to summarise"
         )
-    scores = _in_study_order(stats.run_scores(counts), study.expected.variants)
+    scores = _in_study_order(stats.run_scores(results.class_metrics), results.expected.variants)
     deltas = stats.delta_table(scores)
-    ok_runs = study.ok_runs()
-    ok_history = (
-        study.history.merge(ok_runs[["variant", "seed"]], on=["variant", "seed"])
-        if not study.history.empty
-        else study.history
-    )
-    losses = stats.losses_at_best_epoch(ok_history, ok_runs)
+    losses = stats.losses_at_best_epoch(results.history, results.ok_runs)
     return Summary(
         metric=metric,
         scores=scores,
@@ -71,26 +56,26 @@ def compute_summary(study: Study, metric: str) -> Summary:
     )
 
 
-def _frame_files(frame: pd.DataFrame, out: Path, stem: str) -> list[Path]:
-    frame.to_parquet(out / f"{stem}.parquet", index=False)
-    frame.to_csv(out / f"{stem}.csv", index=False)
-    return [out / f"{stem}.parquet", out / f"{stem}.csv"]
+def _frame_files(frame: pd.DataFrame, stem: str) -> dict[str, bytes]:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return {
+        f"{stem}.parquet": buffer.getvalue(),
+        f"{stem}.csv": frame.to_csv(index=False).encode("utf-8"),
+    }
 
 
-def write_tables(study: Study, summary: Summary, out: Path) -> list[Path]:
+def table_files(results: StudyResults, summary: Summary) -> dict[str, bytes]:
     """deltas.{parquet,csv}, scores.{parquet,csv}, deltas_<metric>.md, ranking.{md,csv}."""
-    written = _frame_files(summary.deltas, out, "deltas")
-    written += _frame_files(summary.summary, out, "scores")
-    on_test = "test" in study.early_stopping_splits()
+    files = {**_frame_files(summary.deltas, "deltas"), **_frame_files(summary.summary, "scores")}
+    on_test = "test" in results.early_stopping_splits()
     for metric in stats.METRICS:
         grid = tables.delta_grid(summary.summary, summary.deltas, metric)
-        path = out / f"deltas_{metric}.md"
-        path.write_text(tables.deltas_markdown(study.name, metric, grid, on_test))
-        written.append(path)
-    summary.ranking.to_csv(out / "ranking.csv", index=False)
-    (out / "ranking.md").write_text(
-        tables.ranking_markdown(
-            study.name, summary.metric, summary.ranking, stopped_on_test=on_test
-        )
+        markdown = tables.deltas_markdown(results.name, metric, grid, on_test)
+        files[f"deltas_{metric}.md"] = markdown.encode("utf-8")
+    files["ranking.csv"] = summary.ranking.to_csv(index=False).encode("utf-8")
+    ranking = tables.ranking_markdown(
+        results.name, summary.metric, summary.ranking, stopped_on_test=on_test
     )
-    return [*written, out / "ranking.csv", out / "ranking.md"]
+    files["ranking.md"] = ranking.encode("utf-8")
+    return files

@@ -8,13 +8,16 @@ from ablate.store.parquet import (
     path_segment,
     run_file_name,
 )
+from ablate.store.study import StudyDir, parse_run_config
 
 __all__ = [
     "TABLES",
     "ResultStore",
+    "StudyDir",
     "StudyLocation",
     "check_writable",
     "is_uri",
+    "parse_run_config",
     "parse_run_file_name",
     "path_segment",
     "resolve_study",

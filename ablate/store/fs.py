@@ -7,6 +7,7 @@ laptop and one in a bucket take the same code path.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import shutil
 import uuid
@@ -63,7 +64,31 @@ class StudyLocation:
 
     def makedirs(self, *parts: str) -> None:
         """Create a folder (and its parents) below the study directory."""
+        self.check_inside(self.path(*parts))
         self.fs.create_dir(self.path(*parts), recursive=True)
+
+    def check_inside(self, path: str) -> None:
+        """Refuse a local write or delete at `path` that a symbolic link would take outside
+        the study directory (a crafted `summary -> /etc` must not be written through).
+
+        The deepest part of `path` that exists must resolve inside the study directory;
+        what does not exist yet is created below it. Object stores have no links.
+
+        Raises:
+            UserError: naming the link and the study directory.
+        """
+        if not self.local:
+            return
+        root = os.path.realpath(self.root)
+        existing = path
+        while not os.path.lexists(existing) and existing not in (self.root, "/"):
+            existing = os.path.dirname(existing)
+        resolved = os.path.realpath(existing)
+        if resolved != root and not resolved.startswith(root.rstrip("/") + "/"):
+            raise UserError(
+                f"{existing} leads outside the study directory {self.root} (to {resolved}): "
+                "ablate never writes through a link that leaves the study"
+            )
 
     def read_text(self, *parts: str) -> str | None:
         """A text file's content, or None when it does not exist."""
@@ -79,19 +104,27 @@ class StudyLocation:
     def write_bytes(self, data: bytes, *parts: str) -> None:
         """Write a file atomically: a temporary name, then a rename."""
         final = self.path(*parts)
-        self.fs.create_dir(final.rsplit("/", 1)[0], recursive=True)
+        folder = final.rsplit("/", 1)[0]
+        self.check_inside(folder)
+        self.fs.create_dir(folder, recursive=True)
         temp = temp_name(final)
         try:
             with self.fs.open_output_stream(temp) as stream:
                 stream.write(data)
             self.fs.move(temp, final)
         except BaseException:
-            _remove_quietly(self.fs, temp)
+            remove_quietly(self.fs, temp)
             raise
 
     def delete(self, *parts: str) -> None:
         """Remove a file below the study directory if it exists."""
-        _remove_quietly(self.fs, self.path(*parts))
+        self.check_inside(self.path(*parts).rsplit("/", 1)[0])
+        remove_quietly(self.fs, self.path(*parts))
+
+    def delete_tree(self, *parts: str) -> None:
+        """Remove a folder below the study directory (the study itself without `parts`)."""
+        self.check_inside(self.path(*parts))
+        self.fs.delete_dir(self.path(*parts))
 
     def put_dir(self, local_dir: Path, *parts: str) -> None:
         """Copy a local folder's files to `parts` below the study directory (overwriting).
@@ -105,6 +138,7 @@ class StudyLocation:
         for file in sorted(p for p in Path(local_dir).rglob("*") if p.is_file()):
             relative = file.relative_to(local_dir).as_posix()
             destination = f"{target}/{relative}"
+            self.check_inside(destination.rsplit("/", 1)[0])
             self.fs.create_dir(destination.rsplit("/", 1)[0], recursive=True)
             pafs.copy_files(
                 str(file),
@@ -124,7 +158,7 @@ def temp_name(final: str) -> str:
     return f"{folder}/.{name}.tmp-{uuid.uuid4().hex}"
 
 
-def _remove_quietly(fs: pafs.FileSystem, path: str) -> None:
+def remove_quietly(fs: pafs.FileSystem, path: str) -> None:
     try:
         if fs.get_file_info(path).type == pafs.FileType.File:
             fs.delete_file(path)

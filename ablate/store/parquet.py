@@ -23,6 +23,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ablate.store.fs import StudyLocation, resolve_study
+from ablate.store.tables import check_table, damaged
 
 # The runs file is written last: its presence marks a run finished. The last three tables
 # hold the pruning analysis of finished runs (ablate/prune).
@@ -140,23 +141,62 @@ class ResultStore:
         return set(self.run_files("runs"))
 
     def read(self, table: str) -> pd.DataFrame:
-        """The whole table as one DataFrame, sorted by variant and seed; empty when absent."""
+        """The whole table as one DataFrame, sorted by variant and seed; empty when absent.
+
+        Raises:
+            UserError: a file is not Parquet or breaks the table's rules (store/tables.py).
+        """
         files = self.run_files(table)
         if not files:
             return pd.DataFrame()
-        tables = [pq.read_table(files[key], filesystem=self.fs) for key in sorted(files)]
-        merged = pa.concat_tables(tables, promote_options="permissive")
-        return merged.to_pandas().reset_index(drop=True)
+        tables = [self._read_file(table, files[key], key) for key in sorted(files)]
+        try:
+            merged = pa.concat_tables(tables, promote_options="permissive")
+        except (pa.ArrowException, ValueError) as error:
+            what = f"its files do not read as one table ({error})"
+            raise damaged(self.table_dir(table), what) from None
+        frame = merged.to_pandas().reset_index(drop=True)
+        if "seed" in frame:  # checked to be whole numbers; one dtype for every reader
+            frame["seed"] = frame["seed"].astype("int64")
+        return frame
+
+    def _read_file(self, table: str, path: str, key: tuple[str, int] | None) -> pa.Table:
+        """One run's file of `table`, checked against the table's rules."""
+        try:
+            rows = pq.read_table(path, filesystem=self.fs)
+            frame = rows.to_pandas()
+        except (pa.ArrowException, OSError, ValueError) as error:
+            raise damaged(path, f"not a readable Parquet file ({error})") from None
+        check_table(table, frame, path, key)
+        return rows
 
     def read_run(
         self, table: str, variant: str, seed: int, columns: list[str] | None = None
     ) -> pd.DataFrame:
-        """One run's rows of `table` (only `columns` when given); empty when not stored."""
+        """One run's rows of `table` (only `columns` when given); empty when not stored.
+
+        Raises:
+            UserError: the file is not Parquet or breaks the table's rules.
+        """
         parts = (RESULTS, table, run_file_name(variant, seed))
         if not self.location.exists(*parts):
             return pd.DataFrame(columns=columns)
-        table_rows = pq.read_table(self.location.path(*parts), columns=columns, filesystem=self.fs)
-        return table_rows.to_pandas()
+        rows = self._read_file(table, self.location.path(*parts), (variant, seed)).to_pandas()
+        return rows if columns is None else rows[columns]
+
+    def ok_runs(self, variants: list[str] | None = None) -> pd.DataFrame:
+        """Rows of the runs table with status ok (of `variants` when given), by variant, seed.
+
+        The one filter of "runs that finished ok": failed and diverged runs have no metrics
+        worth summarising, pruning or showing.
+        """
+        runs = self.read("runs")
+        if runs.empty:
+            return runs
+        runs = runs[runs["status"] == "ok"]
+        if variants is not None:
+            runs = runs[runs["variant"].isin(variants)]
+        return runs.sort_values(["variant", "seed"], kind="stable").reset_index(drop=True)
 
     def delete_run(self, variant: str, seed: int) -> None:
         """Remove every table's file of one run (the runs file first, so it reads unfinished)."""

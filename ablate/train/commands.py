@@ -63,13 +63,31 @@ def _print_dropped(report: CleaningReport, shown: int = 5) -> None:
         print(f"  ... (ablate data check {report.root} lists all)")
 
 
+RUN_RECORD = "run.json"
+"""What `ablate train` writes last into its folder; a folder holding it is a run folder."""
+
+
 def _make_out(directory: Path) -> None:
-    """Create the output folder before training, so a bad --out costs no training."""
+    """Create the output folder before training, so a bad --out costs no training.
+
+    A folder that holds files but is not a run folder (no run.json) is refused: training
+    would write run.json, *.parquet and *.pt over whatever is there.
+    """
+    is_run_folder = (directory / RUN_RECORD).is_file()
+    if directory.is_dir() and not is_run_folder and _has_visible_entries(directory):
+        raise UserError(
+            f"--out {directory}: the folder is not empty and is not an `ablate train` run "
+            f"folder (no {RUN_RECORD}); give a new or empty folder"
+        )
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         reason = error.strerror or str(error)
         raise UserError(f"--out {directory}: cannot create the output folder: {reason}") from None
+
+
+def _has_visible_entries(directory: Path) -> bool:
+    return any(not entry.name.startswith(".") for entry in directory.iterdir())
 
 
 def _write_tables(result: RunResult, directory: Path, config_json: str) -> None:
@@ -86,7 +104,7 @@ def _write_tables(result: RunResult, directory: Path, config_json: str) -> None:
         "early_stopping_split": result.early_stopping_split,
         "config": json.loads(config_json),
     }
-    (directory / "run.json").write_text(json.dumps(summary, indent=2))
+    (directory / RUN_RECORD).write_text(json.dumps(summary, indent=2))
 
 
 def format_result(result: RunResult, categories: list[str]) -> str:

@@ -19,7 +19,7 @@ from torch import nn
 
 from ablate.config import RunConfig
 from ablate.data.ebhi import SegmentationData
-from ablate.data.loader import build_eval_loader, build_train_loader, channel_stats
+from ablate.data.loader import ChannelStats, build_eval_loader, build_train_loader, channel_stats
 from ablate.data.split import Split, split_indices
 from ablate.models import build_model, output_channels
 from ablate.train.device import DevicePlan, plan_device, seed_everything
@@ -107,6 +107,14 @@ def run_split(config: RunConfig, data: SegmentationData, seed: int) -> Split:
     return split_indices(data.category_ids, seed, protocol.test_fraction, protocol.val_fraction)
 
 
+def input_stats(config: RunConfig, data: SegmentationData, split: Split) -> ChannelStats | None:
+    """The input normalization of a run: its training split's channel statistics when
+    `augment.normalize`, else None. Evaluation and analyses of the run use the same."""
+    if not config.augment.normalize:
+        return None
+    return channel_stats(data.images[split.train])
+
+
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """A state_dict on the CPU, loadable anywhere with torch.load(weights_only=True)."""
     return {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
@@ -179,7 +187,7 @@ def _train_and_evaluate(
     workers = worker_count(config.train.num_workers, cpus, cuda=plan.is_cuda)
     seed_everything(seed, cpus=torch_threads(cpus, workers), device=plan.device)
     split = run_split(config, data, seed)
-    stats = channel_stats(data.images[split.train]) if config.augment.normalize else None
+    stats = input_stats(config, data, split)
     train_loader = build_train_loader(
         data, split.train, config.augment, config.train, seed, workers, plan.pin_memory, stats
     )

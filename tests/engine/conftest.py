@@ -91,3 +91,56 @@ def finished_study(
     study = folder / "out"
     run_command(str(grid), out=str(study))
     return grid, study
+
+
+def crashing_trainable(flag: Path) -> Callable[..., None]:
+    """The engine's trial, made to SIGKILL its own Ray worker once: the fault `ablate run`
+    must survive, injected from the test rather than through a hook in the product.
+
+    The first trial that finds `flag` after it finished a seed claims it (renames it to
+    `<flag>.fired`, which then holds the time of the kill) and kills its worker in the
+    middle of the next seed: after that seed's tables, before its runs file.
+
+    The returned function is a closure, so Ray pickles it by value: the worker needs no
+    access to the test modules. Everything it uses is imported inside it.
+    """
+
+    def trainable(config: dict, *, data: object, setup: object) -> None:
+        import os
+        import signal
+
+        import pandas as pd
+
+        from ablate.engine.trainable import train_variant
+        from ablate.store.parquet import ResultStore
+
+        write = ResultStore.write
+        finished: list[int] = []
+
+        def write_or_die(store, table, variant, seed, frame):  # type: ignore[no-untyped-def]
+            if table == "runs" and finished:
+                try:
+                    os.rename(flag, f"{flag}.fired")
+                except FileNotFoundError:
+                    pass
+                else:
+                    Path(f"{flag}.fired").write_text(pd.Timestamp.now(tz="UTC").isoformat())
+                    os.kill(os.getpid(), signal.SIGKILL)
+            path = write(store, table, variant, seed, frame)
+            if table == "runs":
+                finished.append(seed)
+            return path
+
+        ResultStore.write = write_or_die
+        try:
+            train_variant(config, data=data, setup=setup)
+        finally:
+            ResultStore.write = write
+
+    return trainable
+
+
+@pytest.fixture
+def crash_once() -> Callable[[Path], Callable[..., None]]:
+    """`crash_once(flag)`: a trainable that kills its worker once mid-seed (see above)."""
+    return crashing_trainable

@@ -16,10 +16,13 @@ import pandas as pd
 import pytest
 
 from ablate.cli import main
-from ablate.engine.commands import CRASH_FLAG_ENV, run_command
-from ablate.engine.lock import LOCK_NAME, LockOwner, StudyLock
+from ablate.engine.commands import run_command
+from ablate.engine.lock import LockOwner, StudyLock
+from ablate.engine.run import run_grid
 from ablate.errors import UserError
-from ablate.store import ResultStore, resolve_study
+from ablate.grid import dump_grid, load_grid
+from ablate.store import StudyDir
+from ablate.store.study import LOCK_FILE
 
 ROW_KEYS = {
     "runs": [],
@@ -45,11 +48,11 @@ def _assert_each_run_once(study: Path, pairs: set[tuple[str, int]]) -> None:
 
 
 def test_lock_refuses_a_second_run_and_takes_over_a_dead_one(tmp_path: Path) -> None:
-    location = resolve_study(tmp_path)
+    study = StudyDir.open(tmp_path)
     in_use = rf"in use by another `ablate run` \(pid {os.getpid()}"
-    with StudyLock(location), pytest.raises(UserError, match=in_use):
-        StudyLock(location).acquire()
-    assert not (tmp_path / LOCK_NAME).exists()
+    with StudyLock(study), pytest.raises(UserError, match=in_use):
+        StudyLock(study).acquire()
+    assert not (tmp_path / LOCK_FILE).exists()
     finished = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"],
         capture_output=True,
@@ -57,9 +60,9 @@ def test_lock_refuses_a_second_run_and_takes_over_a_dead_one(tmp_path: Path) -> 
         check=True,
     )
     dead = LockOwner(pid=int(finished.stdout), host=LockOwner.me().host, started_at="earlier")
-    (tmp_path / LOCK_NAME).write_text(dead.to_json())
-    with StudyLock(location) as lock:
-        assert LockOwner.from_json((tmp_path / LOCK_NAME).read_text()) == lock.owner
+    (tmp_path / LOCK_FILE).write_text(dead.to_json())
+    with StudyLock(study) as lock:
+        assert LockOwner.from_json((tmp_path / LOCK_FILE).read_text()) == lock.owner
 
 
 def test_run_on_a_locked_study_is_refused(
@@ -67,7 +70,7 @@ def test_run_on_a_locked_study_is_refused(
 ) -> None:
     grid = grid_writer(tmp_path, synthetic_root)
     study = tmp_path / "out"
-    with StudyLock(resolve_study(study)), pytest.raises(UserError, match="in use"):
+    with StudyLock(StudyDir.open(study)), pytest.raises(UserError, match="in use"):
         run_command(str(grid), out=str(study))
     assert not (study / "results").exists()
 
@@ -90,17 +93,16 @@ def test_unwritable_study_dir_exits_2_before_training(
 @pytest.mark.ray
 def test_killed_worker_is_retried_without_duplicates(
     grid_writer: Callable[..., Path],
+    crash_once: Callable[[Path], Callable[..., None]],
     tmp_path: Path,
     synthetic_root: Path,
-    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     ray_session: object,
 ) -> None:
     grid = grid_writer(tmp_path, synthetic_root, ablations=None, **{"protocol.seeds": [0, 1, 2]})
     flag = tmp_path / "crash-once"
     flag.write_text("")
-    monkeypatch.setenv(CRASH_FLAG_ENV, str(flag))
-    run_command(str(grid), out=str(tmp_path / "out"))
+    run_grid(str(grid), out=str(tmp_path / "out"), trainable=crash_once(flag))
     assert not flag.exists()  # the hook fired: a worker was SIGKILLed mid-seed
     assert "retrying" in capsys.readouterr().out
     study = tmp_path / "out"
@@ -140,7 +142,7 @@ def test_killed_command_then_rerun_completes_the_study(
             os.killpg(child.pid, signal.SIGKILL)
     finished = len(list(runs.glob("variant=*")))
     assert finished < 10, "the study finished before the kill; nothing was tested"
-    assert (study / LOCK_NAME).exists()  # left behind by the killed run, taken over below
+    assert (study / LOCK_FILE).exists()  # left behind by the killed run, taken over below
     run_command(str(grid), out=str(study))
     pairs = {(v, s) for v in ("baseline", "norm=none") for s in LONGER_STUDY["protocol.seeds"]}
     _assert_each_run_once(study, pairs)
@@ -161,9 +163,9 @@ def test_unreachable_address_exits_2_and_writes_nothing(
 @pytest.mark.ray
 def test_trial_failing_beyond_retries_exits_1_and_rerun_finishes(
     grid_writer: Callable[..., Path],
+    crash_once: Callable[[Path], Callable[..., None]],
     tmp_path: Path,
     synthetic_root: Path,
-    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     ray_session: object,
 ) -> None:
@@ -171,15 +173,13 @@ def test_trial_failing_beyond_retries_exits_1_and_rerun_finishes(
     grid = grid_writer(tmp_path, synthetic_root, ablations=None, **changes)
     flag = tmp_path / "crash-once"
     flag.write_text("")
-    monkeypatch.setenv(CRASH_FLAG_ENV, str(flag))
     with pytest.raises(SystemExit) as exit_info:
-        run_command(str(grid), out=str(tmp_path / "out"))
+        run_grid(str(grid), out=str(tmp_path / "out"), trainable=crash_once(flag))
     assert exit_info.value.code == 1
     captured = capsys.readouterr()
     assert "error: trial baseline failed" in captured.out
     assert "1 run(s) did not finish" in captured.err
-    assert not (tmp_path / "out" / LOCK_NAME).exists()
-    monkeypatch.delenv(CRASH_FLAG_ENV)
+    assert not (tmp_path / "out" / LOCK_FILE).exists()
     run_command(str(grid), out=str(tmp_path / "out"))
     assert "skipping 1 finished run(s); 1 to run" in capsys.readouterr().out
     _assert_each_run_once(tmp_path / "out", {("baseline", 0), ("baseline", 1)})
@@ -209,7 +209,7 @@ def test_second_run_refused_then_ctrl_c_stops_ray_and_frees_the_lock(
         with pytest.raises(UserError, match=rf"in use by another `ablate run` \(pid {child.pid}"):
             run_command(str(grid), out=str(study))
         assert child.poll() is None
-        assert LockOwner.from_json((study / LOCK_NAME).read_text()).pid == child.pid
+        assert LockOwner.from_json((study / LOCK_FILE).read_text()).pid == child.pid
         child.send_signal(signal.SIGINT)
         _, stderr = child.communicate(timeout=60)
     finally:
@@ -217,7 +217,7 @@ def test_second_run_refused_then_ctrl_c_stops_ray_and_frees_the_lock(
             child.kill()
     assert child.returncode == 130, stderr
     assert "interrupted" in stderr
-    assert not (study / LOCK_NAME).exists()
+    assert not (study / LOCK_FILE).exists()
     # ray.shutdown() ended the local instance: nothing of the command's session survives
     # (Ray's processes exit on their own within seconds; a loaded machine may take longer).
     assert _session_ends(child.pid, timeout=30), "Ray processes of the command outlived it"
@@ -244,12 +244,14 @@ def test_trials_larger_than_the_cluster_are_refused(
         run_command(str(grid), out=str(tmp_path / "out"))
     assert not (tmp_path / "out").exists()  # the refused command created it, then removed it
     # An existing study is left as it was: nothing removed, no lock left.
-    (tmp_path / "kept").mkdir()
+    kept = StudyDir.open(tmp_path / "kept")
+    kept.write_grid(dump_grid(load_grid(grid)))
+    kept.write_dataset({"counts": {}, "dropped": [], "categories": []})
     (tmp_path / "kept" / "notes.txt").write_text("mine")
     with pytest.raises(UserError, match=r"resources\.cpu is 64"):
         run_command(str(grid), out=str(tmp_path / "kept"))
     assert (tmp_path / "kept" / "notes.txt").read_text() == "mine"
-    assert not (tmp_path / "kept" / LOCK_NAME).exists()
+    assert not (tmp_path / "kept" / LOCK_FILE).exists()
 
 
 def test_empty_out_is_bad_input(
@@ -285,7 +287,7 @@ def test_disk_filling_up_mid_study_stops_cleanly_and_the_rerun_completes(
     assert "Traceback" not in full.stderr
     assert "No space left on device" in full.stderr or "is full" in full.stderr
     assert "run the same command again" in full.stderr
-    assert not (study / LOCK_NAME).exists()
+    assert not (study / LOCK_FILE).exists()
     stored = list((study / "results" / "runs").glob("*.parquet"))
     assert 0 < len(stored) < 10, "the disk did not fill up mid-study"
     ballast.unlink()  # space freed: the same command continues the study
@@ -314,19 +316,19 @@ def test_a_trial_of_a_command_that_lost_the_study_leaves_it_alone(
         }
     )
     data = load_ebhi(synthetic_root)
-    store = ResultStore(str(tmp_path / "study"), study="tiny")
+    study = StudyDir.open(tmp_path / "study")
     next_command = LockOwner(pid=os.getpid(), host="here", started_at="later").to_json()
-    store.location.write_text(next_command, LOCK_NAME)
+    study.location.write_text(next_command, LOCK_FILE)
     configs = {"baseline": config.model_dump_json()}
-    ours = TrialSetup(study="tiny", study_uri=store.location.uri, run_configs=configs, seeds=[0])
-    run_seed(store, replace(ours, lock=next_command), data, "baseline", 0, seeds_run=0)
+    ours = TrialSetup(study="tiny", study_uri=study.uri, run_configs=configs, seeds=[0])
+    run_seed(study, replace(ours, lock=next_command), data, "baseline", 0)
     stored = {p: p.stat().st_mtime_ns for p in (tmp_path / "study" / "results").rglob("*.parquet")}
     assert len(stored) == 4  # runs, class_metrics, image_metrics, history
     stale = replace(ours, lock=LockOwner(pid=1, host="here", started_at="before").to_json())
     with pytest.raises(StudyTakenOver, match="no longer held by the command"):
-        run_seed(store, stale, data, "baseline", 0, seeds_run=0)
+        run_seed(study, stale, data, "baseline", 0)
     after = {p: p.stat().st_mtime_ns for p in (tmp_path / "study" / "results").rglob("*.parquet")}
     assert after == stored
-    store.location.delete(LOCK_NAME)  # no lock at all: not ours either
+    study.location.delete(LOCK_FILE)  # no lock at all: not ours either
     with pytest.raises(StudyTakenOver):
-        run_seed(store, replace(ours, lock=next_command), data, "baseline", 0, seeds_run=0)
+        run_seed(study, replace(ours, lock=next_command), data, "baseline", 0)

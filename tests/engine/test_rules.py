@@ -12,12 +12,14 @@ import psutil
 import pytest
 
 from ablate.config import GridConfig
-from ablate.engine.commands import _stop_if_disk_filled
-from ablate.engine.driver import _host_port, wait_for_exit
+from ablate.engine.connection import _host_port, wait_for_exit
 from ablate.engine.messages import format_duration, short_error
 from ablate.engine.resume import Plan, changed_keys, check_compatible
+from ablate.engine.run import _stop_if_disk_filled
+from ablate.engine.study import default_study_dir
 from ablate.errors import MachineError, UserError
-from ablate.store import resolve_study
+from ablate.grid import expand_variants
+from ablate.store import StudyDir
 
 BASE: dict[str, Any] = {
     "study": "s",
@@ -41,7 +43,7 @@ def test_adding_seeds_variants_or_changing_resources_or_pruning_is_compatible() 
         resources={"cpu": 2, "max_concurrent": 1},
         pruning={"methods": ["random_structured"], "amounts": [0.3]},  # adds rows, loses none
     )
-    check_compatible(_grid(), more, "study")
+    check_compatible(_grid(), more, expand_variants(more), "study")
 
 
 @pytest.mark.parametrize(
@@ -57,7 +59,8 @@ def test_adding_seeds_variants_or_changing_resources_or_pruning_is_compatible() 
 )
 def test_other_changes_are_refused_naming_the_key(changes: dict[str, Any], named: str) -> None:
     with pytest.raises(UserError, match="made from another grid") as error:
-        check_compatible(_grid(), _grid(**changes), "runs/s")
+        new = _grid(**changes)
+        check_compatible(_grid(), new, expand_variants(new), "runs/s")
     assert named in str(error.value)
 
 
@@ -101,18 +104,16 @@ def test_messages() -> None:
 
 
 def test_grids_in_repo_resolve_a_default_study_dir() -> None:
-    from ablate.engine.commands import default_study_dir
-
     assert default_study_dir(_grid()) == str(Path("runs") / "s")
 
 
 def test_trials_that_a_full_disk_stopped_stop_the_study(tmp_path: Path) -> None:
-    location = resolve_study(tmp_path)
-    _stop_if_disk_filled(location, {})  # nothing failed
-    _stop_if_disk_filled(location, {"depth=3": "ValueError: bad shape"})  # not the disk
+    study = StudyDir.open(tmp_path)
+    _stop_if_disk_filled(study, {})  # nothing failed
+    _stop_if_disk_filled(study, {"depth=3": "ValueError: bad shape"})  # not the disk
     filled = {"baseline": "OSError: [Errno 28] No space left on device", "depth=3": "ValueError"}
     with pytest.raises(MachineError, match=r"trial\(s\) stopped: baseline\)\. Finished runs"):
-        _stop_if_disk_filled(location, filled)
+        _stop_if_disk_filled(study, filled)
 
 
 def test_processes_still_there_after_the_wait_are_killed() -> None:

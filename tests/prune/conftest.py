@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -11,12 +12,15 @@ import pytest
 from ablate.config import (
     AugmentConfig,
     DataConfig,
+    GridConfig,
     ModelConfig,
     ProtocolConfig,
+    Recipe,
     RunConfig,
     TrainConfig,
 )
 from ablate.data.source import load_data
+from ablate.grid import dump_grid
 from ablate.store import ResultStore
 from ablate.train.run import RunOutputs, execute_run
 
@@ -71,9 +75,28 @@ def trained_study(tmp_path_factory: pytest.TempPathFactory, synthetic_root: Path
     return study_dir
 
 
+def write_grid(study_dir: Path, pruning: dict) -> None:
+    """The study's grid.yaml as `ablate run` stores it, with this `pruning` section."""
+    config = tiny_config(Path("/unused"))
+    grid = GridConfig(
+        study="tiny",
+        data=config.data,
+        protocol=config.protocol,
+        baseline=Recipe(model=config.model, train=config.train, augment=config.augment),
+        pruning=pruning,
+    )
+    (study_dir / "grid.yaml").write_text(dump_grid(grid))
+
+
 @pytest.fixture
 def study_dir(trained_study: Path, tmp_path: Path) -> Path:
     """A private copy of the trained study, free to write into."""
     copy = tmp_path / "tiny"
     shutil.copytree(trained_study, copy)
     return copy
+
+
+@pytest.fixture
+def grid_writer() -> Callable[[Path, dict], None]:
+    """`write_grid` for the tests (a conftest cannot be imported by name here)."""
+    return write_grid

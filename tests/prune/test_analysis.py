@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 from pathlib import Path
 
@@ -9,11 +10,10 @@ import pandas as pd
 import pytest
 
 from ablate.config import PruningConfig
-from ablate.prune import prune_study, pruning_html
 from ablate.prune.analysis import GRAD_NORMS, PRUNING, WEIGHT_DISTANCE
-from ablate.prune.study import run_pruning
-from ablate.store import ResultStore
-from ablate.store.fs import resolve_study
+from ablate.prune.report import pruning_section
+from ablate.prune.study import prune_study, run_pruning
+from ablate.store import ResultStore, StudyDir
 
 COUNTS = ["tp", "fp", "fn", "tn"]
 CONFIG = PruningConfig(
@@ -28,7 +28,7 @@ def pruned(trained_study: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     """The trained study, analysed once for the module (tests only read it)."""
     study_dir = tmp_path_factory.mktemp("pruned") / "tiny"
     shutil.copytree(trained_study, study_dir)
-    prune_study(study_dir, CONFIG)
+    prune_study(StudyDir.open(study_dir), CONFIG)
     return study_dir
 
 
@@ -101,7 +101,7 @@ def test_resume_skips_finished_runs(pruned: Path, tmp_path: Path) -> None:
     files = sorted((pruned / "results").rglob("*.parquet"))
     stamps = {path: path.stat().st_mtime_ns for path in files}
     (pruned / "results" / PRUNING / "variant=baseline__seed=1.parquet").unlink()
-    prune_study(pruned, CONFIG)
+    prune_study(StudyDir.open(pruned), CONFIG)
     for path, stamp in stamps.items():
         if path.name.endswith("seed=1.parquet") and path.parent.name == PRUNING:
             assert path.exists() and path.stat().st_mtime_ns != stamp
@@ -110,8 +110,9 @@ def test_resume_skips_finished_runs(pruned: Path, tmp_path: Path) -> None:
 
 
 def test_summary_and_html(pruned: Path) -> None:
-    summary = pruned / "summary" / "pruning"
-    names = {path.name for path in summary.iterdir()}
+    section = pruning_section(StudyDir.open(pruned))
+    names = {name.removeprefix("pruning/") for name in section.files}
+    assert all(name.startswith("pruning/") for name in section.files)
     assert {
         "pruning_summary.csv",
         "worst_targets.csv",
@@ -121,22 +122,22 @@ def test_summary_and_html(pruned: Path) -> None:
     assert "amount_dice_baseline.png" in names
     assert "heatmap_baseline_l1_unstructured_modules.png" in names
     assert "weight_distance_baseline.png" in names and "grad_norms_baseline.png" in names
-    table = pd.read_csv(summary / "pruning_summary.csv")
+    table = pd.read_csv(io.BytesIO(section.files["pruning/pruning_summary.csv"]))
     assert (table["seeds"] == 2).all()
-    distance = pd.read_csv(summary / "weight_distance.csv")
+    distance = pd.read_csv(io.BytesIO(section.files["pruning/weight_distance.csv"]))
     assert {"distance_mean", "relative_distance_mean", "seeds"} <= set(distance.columns)
     assert "weight_distance_relative_baseline.png" in names
-    fragment = pruning_html(pruned)
-    assert fragment.startswith('<section id="pruning">') and fragment.count("<img") >= 4
-    assert "data:image/png;base64," in fragment
+    assert section.anchor == "pruning" and section.html.count("<img") >= 4
+    assert "data:image/png;base64," in section.html
+    assert all(png[:4] == b"\x89PNG" for n, png in section.files.items() if n.endswith(".png"))
 
 
-def test_html_none_without_results(study_dir: Path) -> None:
-    assert pruning_html(study_dir) is None
+def test_no_section_without_results(study_dir: Path) -> None:
+    assert pruning_section(StudyDir.open(study_dir)) is None
 
 
 def test_variants_filter(study_dir: Path) -> None:
-    prune_study(study_dir, PruningConfig(variants=["other"], amounts=[0.5]))
+    prune_study(StudyDir.open(study_dir), PruningConfig(variants=["other"], amounts=[0.5]))
     assert not (study_dir / "results" / PRUNING).exists()
 
 
@@ -145,8 +146,10 @@ def test_broken_run_is_reported_and_others_finish(
 ) -> None:
     (study_dir / "checkpoints" / "baseline" / "seed=1" / "best.pt").unlink()
     config = PruningConfig(methods=["l1_unstructured"], scopes=["global"], amounts=[0.5])
-    errors = run_pruning(resolve_study(study_dir), config)
-    assert list(errors) == ["baseline seed 1"] and "best.pt not found" in errors["baseline seed 1"]
+    errors = run_pruning(StudyDir.open(study_dir), config)
+    assert list(errors) == ["baseline seed 1"] and "has no best.pt" in errors["baseline seed 1"]
     assert sorted(set(_read(study_dir, PRUNING)["seed"])) == [0]
-    prune_study(study_dir, config)  # the engine's entry point warns instead of raising
+    prune_study(
+        StudyDir.open(study_dir), config
+    )  # the engine's entry point warns instead of raising
     assert "warning: pruning of baseline seed 1 failed" in capsys.readouterr().err

@@ -39,20 +39,24 @@ def test_missing_study_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str
 def test_study_without_runs_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["prune", str(tmp_path)]) == 2
     error = capsys.readouterr().err
-    assert str(tmp_path) in error and "no completed runs" in error
+    assert str(tmp_path) in error and "not a study directory" in error
 
 
 def test_bad_grid_pruning_section_exits_2(
-    study_dir: Path, capsys: pytest.CaptureFixture[str]
+    study_dir: Path, grid_writer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    (study_dir / "grid.yaml").write_text("study: tiny\npruning:\n  methods: [l9]\n")
+    grid_writer(study_dir, {})
+    grid = study_dir / "grid.yaml"
+    grid.write_text(grid.read_text().replace("[l1_unstructured,", "[l9,"))
     assert main(["prune", str(study_dir)]) == 2
-    assert "grid.yaml: pruning" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "grid.yaml: not a grid ablate stored" in error and "pruning.methods" in error
 
 
 @pytest.mark.ray
 def test_prune_on_ray_uses_grid_defaults_and_cli_overrides(
     study_dir: Path,
+    grid_writer,
     ray_session: object,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
@@ -61,9 +65,8 @@ def test_prune_on_ray_uses_grid_defaults_and_cli_overrides(
         raise AssertionError("with Ray up, runs must go to Ray tasks")
 
     monkeypatch.setattr(prune_study_module, "_run_local", in_process)
-    (study_dir / "grid.yaml").write_text(
-        "study: tiny\npruning:\n  methods: [random_structured]\n  scopes: [groups]\n"
-        "  amounts: [0.25]\n"
+    grid_writer(
+        study_dir, {"methods": ["random_structured"], "scopes": ["groups"], "amounts": [0.25]}
     )
     code = main(["prune", str(study_dir), "--scope", "global", "--amounts", "0.3,0.6"])
     assert code == 0
@@ -106,7 +109,7 @@ def test_new_settings_add_rows_and_keep_the_stored_ones(
     assert (study_dir / "summary" / "pruning" / "amount_dice_baseline.png").is_file()
     # The report is rebuilt with its pruning section.
     report = (study_dir / "summary" / "report.html").read_text()
-    assert '<section id="pruning">' in report
+    assert '<section id="pruning">' in report and "Largest macro Dice drops" in report
     capsys.readouterr()
     # Nothing new asked: nothing analysed, the table stays as it is.
     stamp = {p: p.stat().st_mtime_ns for p in (study_dir / "results" / PRUNING).glob("*.parquet")}

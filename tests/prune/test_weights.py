@@ -7,8 +7,9 @@ import torch
 
 from ablate.config import ModelConfig
 from ablate.models import build_model
-from ablate.prune.weights import clean_state, grad_norms, weight_distance
+from ablate.prune.weights import grad_norms, weight_distance
 from ablate.train.losses import build_loss
+from ablate.train.restore import clean_state
 
 
 def _model() -> torch.nn.Module:

@@ -13,8 +13,10 @@ import pytest
 
 from ablate.report.commands import summarize_command
 from ablate.report.load import load_study
-from ablate.report.predictions import checkpoint_path, collect_samples, pick_variants
+from ablate.report.predictions import collect_samples, pick_variants
 from ablate.report.stats import delta_table, run_scores
+from ablate.store import StudyDir
+from ablate.store.study import CHECKPOINTS
 
 
 @pytest.fixture
@@ -29,20 +31,21 @@ def study_with_checkpoints(study_factory, spec, tmp_path: Path, monkeypatch) -> 
     study_dir = study_factory()
     torch.manual_seed(0)
     for variant in ("baseline", "no-skip", "wider"):
-        path = checkpoint_path(study_dir, variant, 0)
+        folder = StudyDir.open(study_dir).run_folder(CHECKPOINTS, variant, 0)
+        path = study_dir.joinpath(*folder, "best.pt")
         path.parent.mkdir(parents=True)
         torch.save(build_model(spec.run_config().model, 1).state_dict(), path)
     return study_dir
 
 
 def test_pick_variants_most_harmful_and_most_helpful(study_factory) -> None:
-    study = load_study(study_factory())
+    study = load_study(StudyDir.open(study_factory()))
     deltas = delta_table(run_scores(study.class_metrics))
     assert pick_variants(deltas, "dice") == ["no-skip", "wider"]
 
 
 def test_collect_samples_predicts_test_images(study_with_checkpoints: Path) -> None:
-    study = load_study(study_with_checkpoints)
+    study = load_study(StudyDir.open(study_with_checkpoints))
     samples = collect_samples(study, ["no-skip", "wider"], per_category=2)
     assert samples.seed == 0
     assert set(samples.predictions) == {"baseline", "no-skip", "wider"}

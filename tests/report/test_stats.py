@@ -11,6 +11,7 @@ from scipy import stats as scipy_stats
 
 from ablate.report import stats
 from ablate.report.load import load_study
+from ablate.store import StudyDir
 
 
 def expected_scores(spec: ModuleType, variant: str, seed: int, index: int) -> dict[str, float]:
@@ -49,7 +50,7 @@ def naive_holm(p_values: list[float]) -> list[float]:
 
 @pytest.fixture
 def scores(study_factory) -> pd.DataFrame:
-    study = load_study(study_factory())
+    study = load_study(StudyDir.open(study_factory()))
     return stats.run_scores(study.class_metrics)
 
 
@@ -165,7 +166,7 @@ def test_holm_caps_at_one_and_skips_nan() -> None:
 
 
 def test_losses_at_best_epoch(study_factory) -> None:
-    study = load_study(study_factory())
+    study = load_study(StudyDir.open(study_factory()))
     losses = stats.losses_at_best_epoch(study.history, study.runs)
     row = losses.query("variant == 'wider' and seed == 1").iloc[0]
     assert row["epoch"] == 1
@@ -177,7 +178,7 @@ def test_losses_at_best_epoch(study_factory) -> None:
 def test_ranking_orders_by_macro_mean(
     scores: pd.DataFrame, spec: ModuleType, study_factory
 ) -> None:
-    study = load_study(study_factory("ranked"))
+    study = load_study(StudyDir.open(study_factory("ranked")))
     losses = stats.losses_at_best_epoch(study.history, study.runs)
     ranking = stats.ranking(scores, stats.delta_table(scores), losses, "dice")
     means = {v: per_seed(spec, v, "macro", "dice").mean() for v in spec.VARIANTS}

@@ -11,7 +11,10 @@ import pytest
 from ablate.cli import main
 from ablate.errors import UserError
 from ablate.report.commands import summarize_command
+from ablate.report.sections import ReportSection
 from ablate.report.stats import DELTA_COLUMNS, METRICS
+from ablate.report.summarize import summarize
+from ablate.store import StudyDir
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -109,15 +112,19 @@ def test_early_stopping_on_validation_is_not_flagged(study_factory) -> None:
         assert "optimistic" not in (study_dir / "summary" / name).read_text()
 
 
-def test_cli_exit_codes(study_factory, tmp_path: Path, capsys) -> None:
+def test_cli_exit_codes(study_factory, spec, tmp_path: Path, capsys) -> None:
     study_dir = study_factory()
     assert main(["summarize", str(study_dir), "--metric", "recall"]) == 0
     assert (study_dir / "summary" / "delta_heatmap_recall.png").is_file()
     assert main(["summarize", str(tmp_path / "nope")]) == 2
     assert "study directory not found" in capsys.readouterr().err
-    (tmp_path / "empty" / "results" / "runs").mkdir(parents=True)
-    assert main(["summarize", str(tmp_path / "empty")]) == 2
-    assert "no completed runs" in capsys.readouterr().err
+    (tmp_path / "not-a-study").mkdir()
+    (tmp_path / "not-a-study" / "notes.txt").write_text("mine")
+    assert main(["summarize", str(tmp_path / "not-a-study")]) == 2
+    assert "not a study directory" in capsys.readouterr().err
+    empty = study_factory("empty", skip={(v, s) for v in spec.VARIANTS for s in spec.SEEDS})
+    assert main(["summarize", str(empty)]) == 2
+    assert "no finished runs yet" in capsys.readouterr().err
 
 
 def test_unknown_metric_is_user_error(study_factory) -> None:
@@ -131,19 +138,17 @@ def test_no_pruning_results_no_pruning_section(study_factory) -> None:
     assert 'id="pruning"' not in (study_dir / "summary" / "report.html").read_text()
 
 
-def test_pruning_section_included_when_the_prune_part_returns_one(
-    study_factory, monkeypatch
-) -> None:
-    # Stands in for ablate.prune's fragment (its own tests build real pruning results); this
-    # checks only that the report embeds what pruning_html returns, unescaped, once.
-    import ablate.prune.report
+def test_extra_sections_are_embedded_with_their_files(study_factory) -> None:
+    # A section another part adds (ablate.prune's real one is tested in tests/prune): the
+    # report embeds its HTML once, lists it in the contents and writes its files.
+    def section(study: StudyDir) -> ReportSection:
+        return ReportSection("Extra", "extra", "<p>fragment</p>", {"extra/a.csv": b"x\n1\n"})
 
-    fragment = '<section id="pruning"><h2>Pruning sensitivity</h2><p>fragment</p></section>'
-    monkeypatch.setattr(ablate.prune.report, "pruning_html", lambda study_dir: fragment)
     study_dir = study_factory()
-    summarize_command(str(study_dir))
+    summarize(StudyDir.open(study_dir), sections=[section, lambda study: None])
     page = (study_dir / "summary" / "report.html").read_text()
-    assert page.count(fragment) == 1 and '<a href="#pruning">' in page
+    assert page.count("<p>fragment</p>") == 1 and '<a href="#extra">' in page
+    assert (study_dir / "summary" / "extra" / "a.csv").read_text() == "x\n1\n"
 
 
 def test_variant_of_the_grid_without_any_run_is_missing(study_factory, spec) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from ablate.engine.lock import StudyLock
 from ablate.errors import UserError
-from ablate.store import ResultStore, check_writable, resolve_study
+from ablate.store import ResultStore, StudyDir, check_writable, resolve_study
 
 BUCKET = "ablate-test"
 
@@ -45,7 +45,7 @@ def test_tables_round_trip_through_s3(s3_endpoint: str) -> None:
     assert not location.local
     check_writable(location)
     store = ResultStore(location, study="demo")
-    frame = pd.DataFrame({"category": ["A", "B"], "dice": [0.5, 0.7]})
+    frame = pd.DataFrame({"category": ["A", "B"], "tp": 1, "fp": 2, "fn": 3, "tn": 4})
     store.write("class_metrics", "baseline", 0, frame)
     store.write("class_metrics", "norm=none", 0, frame)
     store.write("runs", "baseline", 0, pd.DataFrame({"status": ["ok"], "error": [None]}))
@@ -65,10 +65,10 @@ def test_checkpoint_folder_is_uploaded(s3_endpoint: str, tmp_path: Path) -> None
 
 
 def test_lock_on_s3(s3_endpoint: str) -> None:
-    location = resolve_study(_uri(s3_endpoint, "locked"))
-    with StudyLock(location), pytest.raises(UserError, match="in use"):
-        StudyLock(location).acquire()
-    assert not location.exists("study.lock")
+    study = StudyDir.open(_uri(s3_endpoint, "locked"))
+    with StudyLock(study), pytest.raises(UserError, match="in use"):
+        StudyLock(study).acquire()
+    assert not study.location.exists("study.lock")
 
 
 def test_a_run_stores_tables_and_checkpoints_in_s3(s3_endpoint: str, synthetic_root: Path) -> None:
@@ -90,7 +90,7 @@ def test_a_run_stores_tables_and_checkpoints_in_s3(s3_endpoint: str, synthetic_r
     configs = {"baseline": config.model_dump_json()}
     setup = TrialSetup(study="demo", study_uri=uri, run_configs=configs, seeds=[0])
     store = ResultStore(uri, study="demo")
-    status, dice = run_seed(store, setup, load_ebhi(synthetic_root), "baseline", 0, seeds_run=0)
+    status, dice = run_seed(StudyDir.open(uri), setup, load_ebhi(synthetic_root), "baseline", 0)
     assert status == "ok" and 0.0 <= dice <= 1.0
     assert store.completed() == {("baseline", 0)}
     assert len(store.read("class_metrics")) == 6
