@@ -256,6 +256,8 @@ def _declare_factorial(
     baseline: Recipe, factors: dict[str, list], locate: Locate, problems: list[str]
 ) -> list[_Declared]:
     """Every combination of the factors' values; each value is first checked on its own."""
+    if not factors:
+        return []  # the product of no factor is one empty combination: the baseline again
     targets: list[str] = []
     found = len(problems)
     for key, values in factors.items():
