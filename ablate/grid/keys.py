@@ -8,6 +8,10 @@ from collections.abc import Callable
 
 from ablate.config import CONTROL_CHARACTERS
 
+MAX_SHOWN = 60
+"""Characters of a key or value quoted in a message; a longer one is cut (a message names
+its culprit on one line, however long the culprit is)."""
+
 KeyPath = tuple[str | int, ...]
 """A YAML key path: ("ablations", "swap", "lr", 1) is shown as ablations.swap.lr[1]."""
 
@@ -17,11 +21,21 @@ Locate = Callable[[KeyPath], str]
 
 def format_path(path: KeyPath) -> str:
     """'ablations.swap.lr[1]' for ("ablations", "swap", "lr", 1); a key holding a control
-    character is quoted (`variants['tiny\\n']`), so a message stays on one line."""
+    character, or a long one, is quoted and cut (`variants['tiny\\n']`), so a message stays
+    on one line."""
     text = ""
     for part in path:
-        if isinstance(part, int) or CONTROL_CHARACTERS.search(str(part)):
-            text += f"[{part!r}]"
+        odd = CONTROL_CHARACTERS.search(str(part)) or len(str(part)) > MAX_SHOWN
+        if isinstance(part, int) or odd:
+            text += f"[{shown(part)}]"
         else:
             text += f".{part}" if text else str(part)
     return text or "(top level)"
+
+
+def shown(value: object) -> str:
+    """`repr(value)`, cut to MAX_SHOWN characters with its length when longer."""
+    text = repr(value)
+    if len(text) <= MAX_SHOWN:
+        return text
+    return f"{text[:MAX_SHOWN]}... ({len(str(value)):,} characters)"

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ValidationError
 from ablate.config import CONTROL_CHARACTERS, MAX_STUDY_NAME, Ablations, GridConfig, Recipe
 from ablate.errors import GridError
 from ablate.grid.expand import Variant, collect_variants
-from ablate.grid.keys import KeyPath, Locate, format_path
+from ablate.grid.keys import KeyPath, Locate, format_path, shown
 
 GRID_ONLY_KEYS = ("study", "baseline", "ablations")
 """Keys that only a grid has: a file with none of them is a single-run config."""
@@ -539,14 +539,14 @@ def _message(item: dict, path: KeyPath) -> str:
         return f"invalid key {path[-1]!r}: {message}"
     value = item.get("input")
     if kind != "value_error" and (value is None or isinstance(value, str | int | float | bool)):
-        message += f" (got {value!r})"
+        message += f" (got {shown(value)})"
     return message
 
 
 def _unknown_key(key: str, valid: list[str]) -> str:
     close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown key {key!r}{hint}; valid keys here: {', '.join(valid)}"
+    return f"unknown key {shown(key)}{hint}; valid keys here: {', '.join(valid)}"
 
 
 def fields_at(path: KeyPath, root: type[BaseModel] = GridConfig) -> list[str]:
