@@ -1,9 +1,10 @@
 """Reader of the EBHI-Seg layout `<root>/<Category>/{image,label}/*.png`.
 
-The reader pairs images and masks by file name, reads every PNG's header first (size and
-mode, nothing decoded), drops what cannot be used with a reason, refuses a dataset whose
-files or total size are beyond the limits, and only then decodes the pairs it keeps (in
-threads: PIL releases the GIL while decoding) straight into the stacked uint8 arrays.
+The reader pairs images and masks by file name and reads every file's header first (size
+and mode, nothing decoded): files over the pixel limit or of the wrong size are dropped with
+their reason, and a dataset too large to hold in memory is refused. Only then are the kept
+pairs decoded (in threads: PIL releases the GIL while decoding), straight into the stacked
+uint8 arrays.
 
 Masks are read in the encoding the dataset uses, recognised over all its masks: gray levels
 0/255 with compression noise (foreground > 127, the EBHI release), 0/1, or a palette whose
@@ -34,6 +35,8 @@ IMAGE_DIR = "image"
 LABEL_DIR = "label"
 # Folders that archive tools leave behind; as invisible to the user as dot files.
 IGNORED_NAMES = frozenset({"__MACOSX", "Thumbs.db", "desktop.ini"})
+IMAGE_MODES = frozenset({"RGB", "RGBA"})
+"""RGBA is accepted when its alpha channel is fully opaque (checked once decoded)."""
 MASK_MODES = frozenset({"L", "1", "P", "LA", "RGB", "RGBA"})
 MIN_CATEGORY_PAIRS = 2
 """A category needs one pair to train on and one to test on."""
@@ -309,8 +312,9 @@ def _read_header(path: Path, relative: str, modes: frozenset[str], kind: str) ->
     """
     try:
         size = _png_size(path)
-        if size is not None and _too_large(size):
-            return _Header(relative, size, _too_large(size))
+        problem = _too_large(size) if size is not None else None
+        if problem is not None:
+            return _Header(relative, size, problem)
         with Image.open(path) as image:
             size = (image.height, image.width)
             problem = _too_large(size)
@@ -323,9 +327,6 @@ def _read_header(path: Path, relative: str, modes: frozenset[str], kind: str) ->
 
 def _mode_problem(kind: str, mode: str) -> str:
     return f"not RGB (mode {mode})" if kind == IMAGE_DIR else f"unsupported mask mode {mode}"
-
-
-IMAGE_MODES = frozenset({"RGB", "RGBA"})
 
 
 def _find_pairs(root: Path, categories: list[Path], dropped: list[DroppedFile]) -> list[_Pair]:
