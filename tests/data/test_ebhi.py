@@ -345,6 +345,14 @@ def test_dataset_over_the_pixel_limit_is_refused_before_decoding(ebhi, monkeypat
         load_ebhi(root)
 
 
+def test_reserved_names_are_the_rows_the_reports_add():
+    """Kept in step with the summaries: a category may never share a name with their rows."""
+    from ablate.prune.summary import MACRO as PRUNING_MACRO
+    from ablate.report.stats import MACRO
+
+    assert {MACRO, PRUNING_MACRO, "total"} <= set(ebhi_module.RESERVED_CATEGORIES)
+
+
 def test_reserved_category_names_are_refused(ebhi):
     root = ebhi.good(("Normal", "Macro"))
     with pytest.raises(DatasetError, match=r"Macro: category folder name 'Macro' is reserved"):
