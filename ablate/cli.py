@@ -2,16 +2,23 @@
 
 Exit codes: 0 success, 2 bad input (one message, no traceback), 1 anything else. Command
 modules are imported only when their subcommand runs, so `ablate --help` stays fast and a
-data check does not pay for importing Ray.
+data check does not pay for importing Ray. An unexpected failure prints one line saying
+what failed and where its traceback was saved (a crash log in the user's cache).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import platform
 import sys
+import time
+import traceback
 from collections.abc import Callable
+from pathlib import Path
 
+from ablate import __version__
 from ablate.errors import MachineError, UserError, out_of_space
 
 EXIT_BAD_INPUT = 2
@@ -156,9 +163,64 @@ def _disk_full_message(error: OSError) -> str:
     )
 
 
+def _cache_dir() -> Path:
+    """The user's ablate cache: $ABLATE_CACHE, else ~/.cache/ablate (as data/synth.py)."""
+    base = os.environ.get("ABLATE_CACHE")
+    return Path(base) if base else Path.home() / ".cache" / "ablate"
+
+
+def _crash_report(error: BaseException, argv: list[str], command: str) -> str:
+    """The crash log's text: what ran, versions and the traceback; never the environment
+    (it may hold credentials), and no local variables."""
+    lines = [
+        f"ablate {command} failed unexpectedly at {time.strftime('%Y-%m-%d %H:%M:%S %z')}",
+        f"command: ablate {' '.join(argv)}",
+        f"ablate {__version__}, Python {platform.python_version()}, {platform.platform()}",
+        "",
+        *traceback.format_exception(type(error), error, error.__traceback__),
+    ]
+    return "\n".join(line.rstrip("\n") for line in lines) + "\n"
+
+
+def _save_crash(error: BaseException, argv: list[str], command: str) -> Path:
+    """Write the crash log under <cache>/crash/ (a new file each time); returns its path."""
+    folder = _cache_dir() / "crash"
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = folder / f"{stamp}-{os.getpid()}-{command.replace(' ', '-')}.log"
+    with path.open("x", encoding="utf-8") as handle:
+        handle.write(_crash_report(error, argv, command))
+    return path
+
+
+def _report_crash(error: Exception, argv: list[str], command: str) -> None:
+    """One line on stderr: what failed and where the traceback is (printed here instead
+    only when the log cannot be written)."""
+    summary = (str(error).strip().splitlines() or [""])[0][:200]
+    what = f"{type(error).__name__}: {summary}" if summary else type(error).__name__
+    try:
+        path = _save_crash(error, argv, command)
+    except OSError as reason:
+        print(
+            f"error: 'ablate {command}' failed unexpectedly ({what}); the crash log could not "
+            f"be saved ({reason.strerror or reason}), so the traceback follows",
+            file=sys.stderr,
+        )
+        traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
+        return
+    print(
+        f"error: 'ablate {command}' failed unexpectedly ({what}); full traceback in {path}",
+        file=sys.stderr,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `ablate` console script; returns the exit code."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    name = " ".join(
+        part for part in (args.command, getattr(args, f"{args.command}_command", None)) if part
+    )
     try:
         command = _command(args.target)
         command(**{key: getattr(args, key) for key in args.keys})
@@ -168,14 +230,15 @@ def main(argv: list[str] | None = None) -> int:
     except MachineError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    except OSError as error:
-        if not out_of_space(error):
-            raise
-        print(f"error: {_disk_full_message(error)}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as error:
+        if out_of_space(error):
+            print(f"error: {_disk_full_message(error)}", file=sys.stderr)
+        else:
+            _report_crash(error, argv, name)
+        return 1
     return 0
 
 

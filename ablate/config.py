@@ -11,10 +11,19 @@ its `baseline` holds the three parts that variants change (model, train, augment
 
 from __future__ import annotations
 
+import os
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 Task = Literal["binary", "multiclass"]
 Norm = Literal[
@@ -38,17 +47,70 @@ LOSS_TERMS = ("dice", "jaccard", "bce", "focal", "tversky")
 PositiveInt = Annotated[int, Field(ge=1)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 
+# Limits. Each bounds a size before any work depends on it, so a typo or a hostile grid is
+# refused by `grid check` in milliseconds instead of failing (or exhausting the machine) in
+# `run`, `train` or `prune`. The README lists them ("Limits").
+MAX_SEEDS = 1000
+"""Seeds of a study: more is almost surely a typo (`seeds: 1000000000`)."""
+MAX_SEED = 2**31 - 1
+"""Largest seed value: seeds feed numpy and torch generators as 32-bit integers."""
+MAX_STUDY_NAME = 100
+"""Characters of a study name: it becomes a folder name (runs/<study>)."""
+MAX_PATH_BYTES = 4096
+"""Bytes of data.root (PATH_MAX on Linux)."""
+MAX_PATH_PART_BYTES = 255
+"""Bytes of one folder name in data.root (NAME_MAX of common file systems)."""
+MAX_TRIAL_CPUS = 1024
+"""CPUs of one trial: a trial runs on one node, and no node has more."""
+MAX_TRIAL_GPUS = 16
+"""GPUs of one trial (one node's worth)."""
+RESOURCE_STEP = 1e-4
+"""Ray's resource granularity: a smaller non-zero share fails once Ray has started."""
+MAX_WIDTH = 4096
+"""Channels of one U-Net level."""
+MAX_LEVELS = 11
+"""Entries of model.widths: 10 halvings bring the largest image_size (1024) to one pixel."""
+MAX_EPOCHS = 10_000
+MAX_BATCH = 4096
+MAX_COPIES = 100
+"""Augmented views per training image and epoch."""
+MAX_WORKERS = 64
+"""DataLoader processes of one run."""
+MAX_SYNTHETIC_PER_CLASS = 10_000
+MAX_RETRIES = 100
+MAX_CONCURRENT = 10_000
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+STUDY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def _seeds_form(value: Any) -> str:
+    return "list" if isinstance(value, list) else "count"
+
+
+Seeds = Annotated[
+    Annotated[list[int], Tag("list")] | Annotated[PositiveInt, Tag("count")],
+    Discriminator(_seeds_form),
+]
+"""A list of seeds or a count; validated as the form written, so a bad list is not also
+reported as "not an integer"."""
+
+
+def _short(text: str, keep: int = 40) -> str:
+    """`text` for a message: its start when long, so one line names it without flooding."""
+    return repr(text) if len(text) <= keep else f"{text[:keep]!r}... ({len(text)} characters)"
+
 
 class Strict(BaseModel):
-    """Base of every config section: unknown keys are errors, values are immutable."""
+    """Base of every config section: unknown keys are errors, values are immutable, and
+    numbers are finite (a `.inf` learning rate or CPU count is a typo, never a setting)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class SyntheticConfig(Strict):
     """The built-in synthetic EBHI-like dataset, generated on first use into a cache folder."""
 
-    per_class: PositiveInt = 24
+    per_class: Annotated[int, Field(ge=1, le=MAX_SYNTHETIC_PER_CLASS)] = 24
     """Image/mask pairs written per category (six categories)."""
     size: Annotated[int, Field(ge=32, le=1024)] = 224
     """Side of the square tiles in pixels."""
@@ -64,6 +126,26 @@ class DataConfig(Strict):
     synthetic: SyntheticConfig | None = None
     """Generate a synthetic dataset instead of reading `root`."""
 
+    @field_validator("root")
+    @classmethod
+    def _root_usable(cls, root: str | None) -> str | None:
+        """A folder name the OS can open: checked here so `grid check` refuses what `run`
+        and `train` would fail on (an empty root would silently mean the current folder)."""
+        if root is None:
+            return root
+        if not root.strip():
+            raise ValueError("is empty: name the dataset folder ('.' for the current folder)")
+        if CONTROL_CHARACTERS.search(root):
+            raise ValueError(f"contains a control character: {root!r}")
+        if len(os.fsencode(root)) > MAX_PATH_BYTES:
+            raise ValueError(f"is over {MAX_PATH_BYTES} bytes: {_short(root)}")
+        for part in root.split("/"):
+            if len(os.fsencode(part)) > MAX_PATH_PART_BYTES:
+                raise ValueError(
+                    f"has a folder name over {MAX_PATH_PART_BYTES} bytes: {_short(part)}"
+                )
+        return root
+
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:
         if (self.root is None) == (self.synthetic is None):
@@ -74,8 +156,9 @@ class DataConfig(Strict):
 class ProtocolConfig(Strict):
     """How each seed splits the data and what the network predicts."""
 
-    seeds: list[int] | PositiveInt = 3
-    """A list of seeds, or a count n meaning seeds 0..n-1."""
+    seeds: Seeds = 3
+    """A list of seeds, or a count n meaning seeds 0..n-1 (at most MAX_SEEDS seeds, each
+    in 0..MAX_SEED)."""
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     """Share of each category held out for testing."""
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
@@ -84,6 +167,27 @@ class ProtocolConfig(Strict):
     task: Task = "binary"
     """binary: tissue vs background, reported per category; multiclass: background + one class
     per category."""
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seeds_bounded(cls, seeds: Any) -> Any:
+        """Bounds checked before the type: a count of 1e9 would otherwise become a list."""
+        if isinstance(seeds, bool):
+            raise ValueError(f"must be a count or a list of seeds, got {seeds!r}")
+        if isinstance(seeds, int | float) and not 1 <= seeds <= MAX_SEEDS:
+            raise ValueError(
+                f"a count of seeds must be 1..{MAX_SEEDS} (limit MAX_SEEDS), got {seeds!r}"
+            )
+        if isinstance(seeds, list):
+            if len(seeds) > MAX_SEEDS:
+                raise ValueError(f"{len(seeds)} seeds listed; the limit is {MAX_SEEDS}")
+            for index, seed in enumerate(seeds):
+                number = isinstance(seed, int | float) and not isinstance(seed, bool)
+                if number and not 0 <= seed <= MAX_SEED:
+                    raise ValueError(
+                        f"seed {seed!r} (item {index}) is outside 0..{MAX_SEED} (2**31 - 1)"
+                    )
+        return seeds
 
     @field_validator("seeds")
     @classmethod
@@ -115,7 +219,9 @@ class ProtocolConfig(Strict):
 class ModelConfig(Strict):
     """One configurable U-Net."""
 
-    widths: list[PositiveInt] = [16, 32, 64, 128]
+    widths: Annotated[
+        list[Annotated[int, Field(ge=1, le=MAX_WIDTH)]], Field(max_length=MAX_LEVELS)
+    ] = [16, 32, 64, 128]
     """Channels per level, shallow to deep; the last entry is the bottleneck, so the number
     of encoder levels (and skip connections) is len(widths) - 1."""
     norm: Norm = "batch-double"
@@ -165,17 +271,17 @@ class TrainConfig(Strict):
     """SGD momentum (ignored by adam/adamw)."""
     nesterov: bool = False
     schedule: Schedule = "none"
-    batch_size: PositiveInt = 8
-    epochs: PositiveInt = 10
+    batch_size: Annotated[int, Field(ge=1, le=MAX_BATCH)] = 8
+    epochs: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] = 10
     """Maximum epochs."""
-    patience: PositiveInt | None = 3
+    patience: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] | None = 3
     """Early stopping: epochs without validation-loss improvement before stopping; the best
     weights are restored. None: train every epoch and keep the last weights."""
     image_size: Annotated[int, Field(ge=16, le=1024)] = 224
     """Training resolution; metrics are always computed at the native mask resolution."""
     balanced: bool = False
     """Sample training images with weight 1 / (their category's count)."""
-    eval_batch_size: PositiveInt | None = None
+    eval_batch_size: Annotated[int, Field(ge=1, le=MAX_BATCH)] | None = None
     """Evaluation batch size; None means twice the training batch size."""
     precision: Precision = "auto"
     """auto: bf16 autocast on CUDA, fp32 on CPU."""
@@ -183,7 +289,7 @@ class TrainConfig(Strict):
     """None: on for CUDA, off for CPU."""
     compile: bool = False
     """Wrap the model in torch.compile."""
-    num_workers: int | None = Field(None, ge=0)
+    num_workers: int | None = Field(None, ge=0, le=MAX_WORKERS)
     """DataLoader workers; None sizes them from the trial's CPUs."""
 
     @field_validator("loss")
@@ -197,7 +303,20 @@ class TrainConfig(Strict):
         unknown = [term for term in terms if term not in LOSS_TERMS]
         if unknown:
             raise ValueError(f"unknown loss term(s) {unknown}; valid: {', '.join(LOSS_TERMS)}")
+        # A zero weight trains on nothing (`0*dice` has no gradient): almost surely a typo.
+        zero = [term.strip() for term in loss.split("+") if _weight(term) == 0.0]
+        if zero:
+            raise ValueError(
+                f"loss term(s) {zero} have weight 0 and would train nothing; "
+                "leave them out or give a positive weight"
+            )
         return loss
+
+
+def _weight(term: str) -> float:
+    """The weight of one loss term: `0.7*dice` -> 0.7, `dice` -> 1."""
+    weight, star, _ = term.partition("*")
+    return float(weight) if star else 1.0
 
 
 class AugmentConfig(Strict):
@@ -212,7 +331,7 @@ class AugmentConfig(Strict):
         "color_jitter": 0.3,
     }
     """Each op switched on with its probability; an absent op is off."""
-    copies: PositiveInt = 1
+    copies: Annotated[int, Field(ge=1, le=MAX_COPIES)] = 1
     """Augmented views of each training image per epoch."""
     normalize: bool = False
     """Standardise inputs with the training split's per-channel mean and std."""
@@ -239,14 +358,22 @@ class RunConfig(Strict):
 class Resources(Strict):
     """Resources of one Ray Tune trial (one variant)."""
 
-    cpu: float = Field(1.0, gt=0.0)
-    gpu: float | None = Field(None, ge=0.0)
+    cpu: float = Field(1.0, gt=0.0, le=MAX_TRIAL_CPUS)
+    """CPUs per trial (fractions allowed)."""
+    gpu: float | None = Field(None, ge=0.0, le=MAX_TRIAL_GPUS)
     """GPUs per trial, fractions allowed (0.25 packs four trials on a GPU). None: 1 where
     the cluster has GPUs, else 0."""
-    max_concurrent: PositiveInt | None = None
+    max_concurrent: Annotated[int, Field(ge=1, le=MAX_CONCURRENT)] | None = None
     """Trials running at once; None lets Ray fill the cluster."""
-    max_failures: int = Field(2, ge=0)
+    max_failures: int = Field(2, ge=0, le=MAX_RETRIES)
     """Retries of a trial whose worker failed."""
+
+    @field_validator("cpu", "gpu")
+    @classmethod
+    def _ray_granularity(cls, amount: float | None) -> float | None:
+        if amount is not None and 0 < amount < RESOURCE_STEP:
+            raise ValueError(f"must be 0 or at least {RESOURCE_STEP} (Ray's smallest share)")
+        return amount
 
 
 PruneMethod = Literal[
@@ -259,13 +386,21 @@ class PruningConfig(Strict):
     """Pruning sensitivity, run by `ablate run` after training when `enabled`."""
 
     enabled: bool = True
-    methods: list[PruneMethod] = ["l1_unstructured", "global_unstructured"]
-    scopes: list[PruneScope] = ["global", "groups"]
+    methods: Annotated[list[PruneMethod], Field(min_length=1)] = [
+        "l1_unstructured",
+        "global_unstructured",
+    ]
+    scopes: Annotated[list[PruneScope], Field(min_length=1)] = ["global", "groups"]
     """global: every conv at once; modules: each block alone; groups: encoder level k,
     decoder level k, bottleneck, low- vs high-level; layers: each conv layer one by one."""
-    amounts: list[Annotated[float, Field(ge=0.0, le=1.0)]] = [0.1, 0.25, 0.5, 0.75]
-    variants: list[str] | None = None
-    """Variants to analyse; None: all."""
+    amounts: Annotated[list[Annotated[float, Field(ge=0.0, le=1.0)]], Field(min_length=1)] = [
+        0.1,
+        0.25,
+        0.5,
+        0.75,
+    ]
+    variants: Annotated[list[str], Field(min_length=1)] | None = None
+    """Variants to analyse (each must be a variant of the grid); None: all."""
 
 
 class Ablations(Strict):
@@ -284,7 +419,7 @@ class Ablations(Strict):
 class GridConfig(Strict):
     """A whole ablation study as declared in YAML."""
 
-    study: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    study: str
     """Study name; the default study directory is runs/<study>."""
     data: DataConfig
     protocol: ProtocolConfig = ProtocolConfig()
@@ -292,6 +427,19 @@ class GridConfig(Strict):
     ablations: Ablations = Ablations()
     resources: Resources = Resources()
     pruning: PruningConfig | None = None
+
+    @field_validator("study")
+    @classmethod
+    def _study_name(cls, study: str) -> str:
+        """A name safe as one folder name (runs/<study>), checked before it is ever used."""
+        if len(study) > MAX_STUDY_NAME:
+            raise ValueError(f"study name {_short(study)} is over {MAX_STUDY_NAME} characters")
+        if not STUDY_PATTERN.fullmatch(study):
+            raise ValueError(
+                f"study name {_short(study)} is not safe as a folder name; use letters, "
+                "digits and _ . - (starting with a letter or digit)"
+            )
+        return study
 
     def run_config(self, recipe: Recipe | None = None) -> RunConfig:
         """The RunConfig of `recipe` (default: the baseline) under this grid's data/protocol."""

@@ -1,4 +1,4 @@
-"""Issue 9's bad-input catalogue and safety checks, through the real command line.
+"""The bad-input catalogue (issues 9 and 14) and safety checks, through the real command line.
 
 Every case runs `python -m ablate.cli ...` as a subprocess in a fresh folder that holds a
 valid grid (`grid.yaml`) and a valid dataset (`good/`), then breaks one thing. The answer must
@@ -6,12 +6,16 @@ be exit 2, one `error: ...` message (a GridError may list its problems on indent
 it) that names the culprit, no traceback, nothing on stdout, and the folder byte-for-byte as it
 was: a rejected command creates, changes and deletes nothing. `RAY_TMPDIR` and `ABLATE_CACHE`
 point into that folder, so a command that started Ray or generated data would show up there.
+Every child's peak memory is measured (`os.wait4`); the exhaustion cases (alias bomb, huge
+file, a billion seeds, deep nesting, giant PNGs) must be answered within their time and
+memory bounds, far below what the unbounded reading took (gigabytes, minutes).
 
-Grid cases go through `ablate run`, the path a user takes; `tests/grid/test_bad_input.py`
-covers the same grids through `ablate grid check/show` in-process. Dataset cases reuse the
-builders of `tests/data/conftest.py` and also go through `ablate run`.
-Known product problems are `Case.problem`: strict xfails that name the fault, so fixing one
-turns the suite red until its mark is removed.
+Grid cases of issue 9 go through `ablate run`, the path a user takes; most of issue 14's go
+through `ablate grid check` (the same loader, a faster process) with a few through `run` and
+`train`, which must refuse them just the same. Dataset cases reuse the builders of
+`tests/data/conftest.py`; a few go through `ablate run`, the others through `ablate data
+check` (the same reader). Known product problems are `Case.problem`: strict xfails that name
+the fault, so fixing one turns the suite red until its mark is removed.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -150,6 +155,8 @@ class Case:
     """Substrings the error message must contain: what is at fault, and what is wrong."""
     max_seconds: float = 120.0
     """No answer by then fails the case (the command is killed)."""
+    max_rss_mb: float | None = None
+    """Peak memory (RSS) the command may reach; None: not checked."""
     problem: str | None = None
     """A known product problem: the case is a strict xfail with this reason until fixed."""
     slow: bool = False
@@ -172,6 +179,144 @@ def _replace(old: str, new: str) -> Callable[[World], None]:
 def _unset_variable(world: World) -> None:
     del world.env["EBHI_SEG_ROOT"]
 
+
+EXHAUSTION_S = 30.0
+"""Exhaustion cases: refused in seconds (Python start-up included, on a loaded machine)."""
+GRID_MB = 300.0
+"""Peak memory of a refused grid (`grid check` needs about 40 MB; the unbounded reading of
+the alias bomb or of the billion seeds took over 2 GB)."""
+DATA_MB = 400.0
+"""Peak memory of a refused dataset (about 100 MB; six giant PNGs decoded took 3.7 GB)."""
+
+
+def check_case(
+    case_id: str,
+    edit: Callable[[World], None],
+    *culprit: str,
+    command: tuple[str, ...] = ("grid", "check", "grid.yaml"),
+    max_rss_mb: float | None = None,
+) -> Case:
+    """A grid made bad by `edit`, given to `ablate grid check` (or `command`)."""
+
+    def build(world: World) -> list[str]:
+        edit(world)
+        return list(command)
+
+    seconds = EXHAUSTION_S if max_rss_mb else 120.0
+    return Case(f"grid-{case_id}", build, ("grid.yaml", *culprit), seconds, max_rss_mb)
+
+
+RUN = ("run", "grid.yaml", "--out", "study")
+TRAIN = ("train", "grid.yaml", "--seed", "0", "--out", "trained")
+
+
+def _append(text: str) -> Callable[[World], None]:
+    return lambda world: world.grid.write_text(world.grid.read_text() + text)
+
+
+def _alias_bomb(world: World) -> None:
+    """The issue's 524-byte bomb: nine levels of nine aliases, 9**9 leaves once expanded."""
+    lines = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for level in range(1, 9):
+        lines.append(f"l{level}: &l{level} [{', '.join([f'*l{level - 1}'] * 9)}]")
+    world.grid.write_text("\n".join(lines) + "\n" + world.grid.read_text())
+
+
+def _big_grid(world: World) -> None:
+    """A 3 MB grid: valid YAML (a huge comment), over the file size limit."""
+    world.grid.write_text(world.grid.read_text() + "#" + "x" * (3 << 20) + "\n")
+
+
+def _extends(reference: str) -> Callable[[World], None]:
+    return lambda world: world.grid.write_text(f"extends: {reference}\n" + world.grid.read_text())
+
+
+ISSUE_14_GRID_CASES = [
+    # Resource exhaustion: refused within seconds and GRID_MB, naming the limit.
+    check_case("alias-bomb", _alias_bomb, "line", "MAX_YAML_VALUES", max_rss_mb=GRID_MB),
+    check_case("alias-bomb-run", _alias_bomb, "MAX_YAML_VALUES", command=RUN, max_rss_mb=GRID_MB),
+    check_case("3-MB-file", _big_grid, "MAX_GRID_BYTES", max_rss_mb=GRID_MB),
+    check_case(
+        "billion-seeds",
+        _replace("seeds: 1", "seeds: 1000000000"),
+        "protocol.seeds (line 5)",
+        "MAX_SEEDS",
+        max_rss_mb=GRID_MB,
+    ),
+    check_case(
+        "lists-600-deep",
+        _append("x: " + "[" * 600 + "]" * 600 + "\n"),
+        "line 20",
+        "MAX_YAML_DEPTH",
+        max_rss_mb=GRID_MB,
+    ),
+    # Accepted by `grid check` before, failing later in run or train.
+    check_case(
+        "root-nul", _replace("root: ${EBHI_SEG_ROOT}", 'root: "a\\0b"'), "data.root", "control"
+    ),
+    check_case(
+        "root-nul-train",
+        _replace("root: ${EBHI_SEG_ROOT}", 'root: "a\\0b"'),
+        "data.root",
+        "control",
+        command=TRAIN,
+    ),
+    check_case("root-empty", _replace("root: ${EBHI_SEG_ROOT}", "root: ''"), "data.root", "empty"),
+    check_case(
+        "study-5000-characters",
+        _replace("study: catalogue", "study: " + "s" * 5000),
+        "study (line 1)",
+        "over 100 characters",
+        command=RUN,
+    ),
+    check_case(
+        "cpu-inf-run", _replace("cpu: 1", "cpu: .inf"), "resources.cpu", "finite", command=RUN
+    ),
+    check_case(
+        "gpu-inf-run", _replace("gpu: 0", "gpu: .inf"), "resources.gpu", "finite", command=RUN
+    ),
+    check_case("cpu-million", _replace("cpu: 1", "cpu: 1000000"), "resources.cpu", "1024"),
+    check_case(
+        "seed-1e23-run",
+        _replace("seeds: 1", "seeds: [100000000000000000000000]"),
+        "protocol.seeds",
+        "outside 0..2147483647",
+        command=RUN,
+    ),
+    check_case("seed-1e23", _replace("seeds: 1", "seeds: [1.0e+23]"), "protocol.seeds", "1e+23"),
+    check_case("lr-inf", _replace("lr: 0.001", "lr: .inf"), "baseline.train.lr", "finite"),
+    check_case(
+        "weight-decay-inf",
+        _replace("lr: 0.001", "lr: 0.001\n    weight_decay: .inf"),
+        "baseline.train.weight_decay",
+        "finite",
+    ),
+    check_case(
+        "loss-0-times-dice",
+        _replace("lr: 0.001", "lr: 0.001\n    loss: 0*dice"),
+        "baseline.train.loss",
+        "weight 0",
+    ),
+    check_case(
+        "pruning-variants-unknown",
+        _append("pruning:\n  variants: [no-skip]\n"),
+        "pruning.variants[0] (line 21)",
+        "no variant named 'no-skip'",
+    ),
+    check_case(
+        "variant-name-final-newline",
+        _replace("remove: [skips]", 'variants:\n    "tiny\\n": {lr: 0.01}'),
+        "ablations.variants['tiny\\n']",
+        "not safe as a file name",
+    ),
+    check_case("extends-a-folder", _extends(".."), "extends (line 1)", "is a folder"),
+    check_case(
+        "extends-absolute",
+        _extends("/etc/hostname"),
+        "extends (line 1)",
+        "relative to this file's folder",
+    ),
+]
 
 GRID_CASES = [
     grid_case(
@@ -220,18 +365,43 @@ GRID_CASES = [
 ]
 
 
-def dataset_case(bad) -> Case:
-    """A bad dataset of tests/data/conftest.py, given to `ablate run` through EBHI_SEG_ROOT."""
+DATA_VIA_RUN = {
+    "missing-root",
+    "corrupt-png",
+    "one-pair-per-category",
+    "huge-images",
+    "category-named-macro",
+    "masks-0-1-among-0-255",
+}
+"""Dataset cases also given to `ablate run`; the others go to `ablate data check`."""
+
+
+def dataset_case(bad, via_run: bool) -> Case:
+    """A bad dataset of tests/data/conftest.py, given to `ablate run` through EBHI_SEG_ROOT
+    or to `ablate data check` directly."""
 
     def build(world: World) -> list[str]:
-        world.env["EBHI_SEG_ROOT"] = str(bad.build(DATA_CASES.EbhiBuilder(world.root / "ebhi")))
-        return ["run", "grid.yaml", "--out", "study"]
+        root = bad.build(DATA_CASES.EbhiBuilder(world.root / "ebhi"))
+        world.env["EBHI_SEG_ROOT"] = str(root)
+        return ["run", "grid.yaml", "--out", "study"] if via_run else ["data", "check", str(root)]
 
-    # The message names the grid file and key that point at the dataset, then the culprit.
-    return Case(f"data-{bad.id}", build, ("grid.yaml: data.root", bad.culprit, bad.says))
+    exhaustion = bad.id == "huge-images"
+    # Through run, the message names the grid file and key that point at the dataset first.
+    named = ("grid.yaml: data.root",) if via_run else ()
+    return Case(
+        f"data-{bad.id}{'-run' if via_run else ''}",
+        build,
+        (*named, bad.culprit, bad.says),
+        EXHAUSTION_S if exhaustion else 120.0,
+        DATA_MB if exhaustion else None,
+    )
 
 
-DATASET_CASES = [dataset_case(bad) for bad in DATA_CASES.BAD_DATASETS]
+DATASET_CASES = [
+    dataset_case(bad, via_run)
+    for bad in DATA_CASES.BAD_DATASETS
+    for via_run in ((False, True) if bad.id == "huge-images" else (bad.id in DATA_VIA_RUN,))
+]
 
 
 def _args(*args: str) -> Callable[[World], list[str]]:
@@ -379,7 +549,7 @@ COMMAND_CASES = [
     Case("cli-grid-check-a-folder", _args("grid", "check", "good"), ("good", "not a file")),
 ]
 
-CATALOGUE = GRID_CASES + DATASET_CASES + COMMAND_CASES
+CATALOGUE = GRID_CASES + ISSUE_14_GRID_CASES + DATASET_CASES + COMMAND_CASES
 
 
 def as_param(case: Case):
@@ -397,28 +567,57 @@ class Answer:
     stdout: str
     stderr: str
     seconds: float
+    peak_rss_mb: float
+    """The child's peak resident memory (its own, from os.wait4)."""
 
 
-def run_cli(args: list[str], cwd: Path, env: dict[str, str], timeout: float = 300.0) -> Answer:
-    """`python -m ablate.cli ARGS` in `cwd`; RAY_ADDRESS and test hooks of the caller removed."""
+CLI = ("-m", "ablate.cli")
+
+
+def run_cli(
+    args: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    timeout: float = 300.0,
+    entry: tuple[str, ...] = CLI,
+) -> Answer:
+    """`python -m ablate.cli ARGS` in `cwd`; RAY_ADDRESS and test hooks of the caller removed.
+
+    The child is reaped with os.wait4, which reports that child's own peak memory (getrusage
+    of all children would mix in every earlier command of the session).
+    """
     base = {
         key: value
         for key, value in os.environ.items()
         if key not in ("RAY_ADDRESS", "EBHI_SEG_ROOT", "ABLATE_TEST_CRASH_FLAG")
     }
-    began = time.monotonic()
-    try:
-        done = subprocess.run(
-            [sys.executable, "-m", "ablate.cli", *args],
-            cwd=cwd,
-            env={**base, **env},
-            capture_output=True,
-            text=True,
-            timeout=timeout,
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        began = time.monotonic()
+        child = subprocess.Popen(
+            [sys.executable, *entry, *args], cwd=cwd, env={**base, **env}, stdout=out, stderr=err
         )
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"ablate {' '.join(args)}: no answer within {timeout:.0f} s (killed)")
-    return Answer(done.returncode, done.stdout, done.stderr, time.monotonic() - began)
+        status, usage = _reap(child, timeout, args)
+        seconds = time.monotonic() - began
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = (stream.read().decode(errors="replace") for stream in (out, err))
+    return Answer(status, stdout, stderr, seconds, usage.ru_maxrss / 1024)
+
+
+def _reap(child: subprocess.Popen, timeout: float, args: list[str]) -> tuple[int, os.struct_rusage]:
+    """(exit code, resource usage) of `child`; killed and failed after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+        if pid:
+            child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+            return child.returncode, usage
+        if time.monotonic() > deadline:
+            child.kill()
+            os.wait4(child.pid, 0)
+            child.returncode = -9
+            pytest.fail(f"ablate {' '.join(args)[:200]}: no answer within {timeout:.0f} s (killed)")
+        time.sleep(0.02)
 
 
 def snapshot(folder: Path) -> dict[str, tuple]:
@@ -457,6 +656,8 @@ def test_bad_input_is_answered_with_exit_2_and_changes_nothing(tmp_path: Path, c
     assert_one_clear_message(answer, case.culprit)
     assert snapshot(tmp_path) == before, "a rejected command changed the folder"
     assert answer.seconds < case.max_seconds, f"took {answer.seconds:.1f} s"
+    if case.max_rss_mb is not None:
+        assert answer.peak_rss_mb < case.max_rss_mb, f"peak memory {answer.peak_rss_mb:.0f} MB"
 
 
 def test_catalogue_is_large_and_spans_every_kind() -> None:
@@ -473,6 +674,148 @@ def test_unbroken_world_is_accepted(tmp_path: Path) -> None:
         answer = run_cli(args, tmp_path, world.env)
         assert answer.code == 0, answer.stderr
         assert answer.stderr == ""
+
+
+# --- Read right now, where they were silently wrong (issue 14) -------------------------------
+
+
+def _masks_0_1(builder) -> None:
+    for category in ("Normal", "Polyp"):
+        for index in range(2):
+            builder.pair(category, f"p{index}.png", mask=builder.mask(value=1))
+
+
+def _palette_dark_foreground(builder) -> None:
+    for category in ("Normal", "Polyp"):
+        for index in range(2):
+            builder.png(f"{category}/image/p{index}.png", builder.rgb(index))
+            indices = builder.mask(value=1)
+            builder.palette_png(f"{category}/label/p{index}.png", indices, [(0, 0, 0), (90, 0, 0)])
+
+
+@pytest.mark.parametrize(
+    ("build", "encoding"),
+    [
+        (_masks_0_1, "masks: values 0/1, foreground 1"),
+        (_palette_dark_foreground, "masks: palette indices, foreground any index but 0"),
+    ],
+    ids=["masks-0-1", "palette-dark-foreground"],
+)
+def test_mask_encodings_are_recognised_not_read_as_empty(tmp_path: Path, build, encoding) -> None:
+    """Before, `> 127` made these masks all background and `data check` said nothing."""
+    builder = DATA_CASES.EbhiBuilder(tmp_path / "ebhi")
+    build(builder)
+    answer = run_cli(["data", "check", str(builder.root)], tmp_path, {})
+    assert answer.code == 0 and answer.stderr == "", answer.stderr
+    assert encoding in answer.stdout
+    assert re.search(r"  Normal +2 +50\.0%", answer.stdout), answer.stdout
+    assert "dropped: none" in answer.stdout
+
+
+def _write_study(folder: Path, categories: list[str]) -> Path:
+    """A finished study as `ablate run` leaves it: grid.yaml, dataset.json and real Parquet
+    runs and class_metrics files written through the store (2 variants x 2 seeds)."""
+    import json
+
+    import pandas as pd
+
+    from ablate.config import GridConfig
+    from ablate.grid import dump_grid
+    from ablate.store import ResultStore
+
+    grid = GridConfig(
+        study="escaping",
+        data={"root": "/data"},
+        protocol={"seeds": 2},
+        baseline={"model": {"widths": [4, 8]}, "train": {"image_size": 32}},
+        ablations={"remove": ["skips"]},
+    )
+    folder.mkdir()
+    (folder / "grid.yaml").write_text(dump_grid(grid))
+    dataset = {"root": "/data", "counts": dict.fromkeys(categories, 4), "dropped": []}
+    (folder / "dataset.json").write_text(json.dumps({**dataset, "categories": categories}))
+    store = ResultStore(str(folder), study="escaping")
+    config = grid.run_config().model_dump_json()
+    for variant, gain in (("baseline", 10), ("no-skips", 0)):
+        for seed in (0, 1):
+            counts = [
+                {"category": name, "tp": 50 + gain + 5 * seed + 3 * i, "fp": 5, "fn": 5, "tn": 99}
+                for i, name in enumerate(categories)
+            ]
+            store.write("class_metrics", variant, seed, pd.DataFrame(counts))
+            run = {"status": "ok", "error": None, "epochs": 1, "best_epoch": 1, "config": config}
+            store.write("runs", variant, seed, pd.DataFrame([run]))
+    return folder
+
+
+def test_markup_in_a_category_name_is_escaped_in_the_markdown_tables(tmp_path: Path) -> None:
+    """A category folder may be named `<svg onload=alert(1)>`: the .md tables show it as
+    text (report.html was already escaped)."""
+    hostile = "<svg onload=alert(1)> [x](javascript:alert(1))"
+    study = _write_study(tmp_path / "study", ["Normal", hostile])
+    answer = run_cli(["summarize", "study"], tmp_path, {"ABLATE_CACHE": str(tmp_path / "cache")})
+    assert answer.code == 0, answer.stderr
+    tables = sorted((study / "summary").glob("*.md"))
+    assert tables
+    for table in tables:
+        text = table.read_text()
+        assert "<svg" not in text, table.name
+        assert not re.search(r"(?<!\\)\]\(", text), f"{table.name}: a live Markdown link"
+    dice = (study / "summary" / "deltas_dice.md").read_text()
+    assert "&lt;svg onload=alert(1)&gt; \\[x\\](javascript:alert(1))" in dice
+
+
+# --- Unexpected failures: one line and a crash log, never a raw traceback (issue 14) ---------
+
+SECRET = "ablate-test-secret-value"
+INJECTED = (
+    "-c",
+    "import sys, ablate.grid.commands as commands\n"
+    "def broken(grids):\n"
+    "    raise {error}\n"
+    "commands.grid_check = broken\n"
+    "from ablate.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n",
+)
+
+
+def _injected(error: str) -> tuple[str, ...]:
+    """`python -c` running the real CLI entry point, with `grid check` replaced by a function
+    that raises `error`: the stand-in for a bug, since no known input reaches one."""
+    return (INJECTED[0], INJECTED[1].format(error=error))
+
+
+def test_unexpected_failure_prints_one_line_and_saves_a_crash_log(tmp_path: Path) -> None:
+    world = make_world(tmp_path)
+    before = snapshot(tmp_path)
+    env = {**world.env, "ABLATE_TEST_SECRET": SECRET}
+    error = 'ZeroDivisionError("division by zero\\nsecond line")'
+    answer = run_cli(["grid", "check", "grid.yaml"], tmp_path, env, entry=_injected(error))
+    assert answer.code == 1, answer.stderr
+    assert "Traceback" not in answer.stderr and answer.stdout == ""
+    lines = answer.stderr.splitlines()
+    assert len(lines) == 1, answer.stderr
+    assert lines[0].startswith(
+        "error: 'ablate grid check' failed unexpectedly (ZeroDivisionError: division by zero); "
+        "full traceback in "
+    )
+    log = Path(lines[0].rsplit(" in ", 1)[1])
+    assert log.parent == tmp_path / "cache" / "crash" and log.name.endswith("-grid-check.log")
+    text = log.read_text()
+    assert "Traceback (most recent call last)" in text and "in broken" in text
+    assert "command: ablate grid check grid.yaml" in text
+    assert SECRET not in text and "ABLATE_TEST_SECRET" not in text  # never the environment
+    after = {key: value for key, value in snapshot(tmp_path).items() if "cache" not in key}
+    assert after == before  # only the crash log was written
+
+
+def test_interrupt_still_exits_130(tmp_path: Path) -> None:
+    world = make_world(tmp_path)
+    answer = run_cli(
+        ["grid", "check", "grid.yaml"], tmp_path, world.env, entry=_injected("KeyboardInterrupt")
+    )
+    assert answer.code == 130 and answer.stderr == "interrupted\n"
+    assert not (tmp_path / "cache").exists()
 
 
 # --- Safety: grids are data, checkpoints are weights only -------------------------------------

@@ -9,8 +9,8 @@ from typing import Any
 from ablate.config import GridConfig
 from ablate.errors import GridError
 from ablate.grid.components import SWAPPABLE, allowed_values, removals_for
-from ablate.grid.expand import Variant, expand_variants, format_value, read_value
-from ablate.grid.load import load_grid
+from ablate.grid.expand import Variant, format_value, read_value
+from ablate.grid.load import load_grid_variants
 
 
 def grid_check(grids: list[str]) -> None:
@@ -25,8 +25,7 @@ def grid_check(grids: list[str]) -> None:
     failures: list[GridError] = []
     for path in grids:
         try:
-            grid = load_grid(path)
-            variants = expand_variants(grid)
+            grid, variants = load_grid_variants(path)
         except GridError as error:
             failures.append(error)
             continue
@@ -77,8 +76,7 @@ def grid_show(grid: str) -> None:
     Example:
         $ ablate grid show grids/quickstart.yaml
     """
-    config = load_grid(grid)
-    variants = expand_variants(config)
+    config, variants = load_grid_variants(grid)
     seeds = config.protocol.seed_list()
     runs = len(variants) * len(seeds)
     print(

@@ -25,12 +25,15 @@ from ablate.grid.components import ComponentError, removal_changes, resolve_key,
 from ablate.grid.keys import KeyPath, Locate, format_path
 
 BASELINE = "baseline"
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=+*,-]*$")
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=+*,-]*")
 """Variant names become file-name parts (`variant=<name>__seed=0.parquet`) and URI keys."""
 UNSAFE_CHARACTERS = re.compile(r"[^A-Za-z0-9._=+*,-]")
 MAX_NAME_LENGTH = 120
+"""Characters of a variant name as stored in file names (`*` is stored as %2A, three)."""
 MAX_FACTORIAL = 1000
 """A bigger product is almost surely a typo; declare such studies in several grids."""
+MAX_VARIANTS = 1000
+"""Variants of one study, the baseline included: each is a Ray Tune trial."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,14 @@ def collect_variants(
         *_declare_named(baseline, ablations.variants, locate, problems),
         *_declare_factorial(baseline, ablations.factorial, locate, problems),
     ]
+    if len(declared) + 1 > MAX_VARIANTS:
+        # Counted before any is built: validating 20,000 recipes would take the time the
+        # limit is there to save.
+        problems.append(
+            f"{locate(('ablations',))}: {len(declared) + 1} variants with the baseline, over "
+            f"the limit of {MAX_VARIANTS} (MAX_VARIANTS); split the study into several grids"
+        )
+        return [Variant(BASELINE, baseline, {})], problems
     variants = [Variant(BASELINE, baseline, {})]
     if check_baseline:
         _check_size(baseline, locate(("baseline", "train", "image_size")), problems)
@@ -245,6 +256,8 @@ def _declare_factorial(
     baseline: Recipe, factors: dict[str, list], locate: Locate, problems: list[str]
 ) -> list[_Declared]:
     """Every combination of the factors' values; each value is first checked on its own."""
+    if not factors:
+        return []  # the product of no factor is one empty combination: the baseline again
     targets: list[str] = []
     found = len(problems)
     for key, values in factors.items():
@@ -309,7 +322,7 @@ def _build(
     )
     # One '_' per unsafe run; '__' would blur the store's `variant=<v>__seed=<s>` file names.
     name = re.sub("_{2,}", "_", UNSAFE_CHARACTERS.sub("_", name))
-    if len(name) > MAX_NAME_LENGTH:
+    if stored_length(name) > MAX_NAME_LENGTH:
         problems.append(
             f"{locate(entry.path)}: variant name {name[:40]}... is over {MAX_NAME_LENGTH} "
             "characters; declare it under ablations.variants with a short name"
@@ -372,15 +385,24 @@ def format_value(value: Any) -> str:
     return "".join(str(value).split())
 
 
+def stored_length(name: str) -> int:
+    """Characters of a variant name in the store's file names, where `*` becomes %2A."""
+    return len(name) + 2 * name.count("*")
+
+
 def _name_problem(name: str) -> str | None:
     """Why a user-chosen variant name cannot be used, or None."""
     if name == BASELINE:
         return "'baseline' is reserved for the baseline itself"
-    if not SAFE_NAME.match(name) or "__" in name:
+    if stored_length(name) > MAX_NAME_LENGTH:
+        return (
+            f"variant name {name[:40]!r}... is over {MAX_NAME_LENGTH} characters "
+            "(each * counts 3: it is stored as %2A)"
+        )
+    # fullmatch: `$` would also match before a final newline ("tiny\n").
+    if not SAFE_NAME.fullmatch(name) or "__" in name:
         return (
             f"variant name {name!r} is not safe as a file name; "
             "use letters, digits and . _ - = + , * (starting with a letter or digit, no '__')"
         )
-    if len(name) > MAX_NAME_LENGTH:
-        return f"variant name is over {MAX_NAME_LENGTH} characters"
     return None

@@ -1,8 +1,16 @@
-"""YAML key paths of a grid and how messages show them: `ablations.swap.lr[1] (line 12)`."""
+"""YAML key paths and how messages show them: ("ablations", "swap", "lr", 1) is shown as
+`ablations.swap.lr[1]`. Shared by the loader and the expansion, which both report problems
+at the key that caused them."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+
+from ablate.config import CONTROL_CHARACTERS
+
+MAX_SHOWN = 60
+"""Characters of a key or value quoted in a message; a longer one is cut (a message names
+its culprit on one line, however long the culprit is)."""
 
 KeyPath = tuple[str | int, ...]
 """A YAML key path: ("ablations", "swap", "lr", 1) is shown as ablations.swap.lr[1]."""
@@ -12,8 +20,22 @@ Locate = Callable[[KeyPath], str]
 
 
 def format_path(path: KeyPath) -> str:
-    """'ablations.swap.lr[1]' for ("ablations", "swap", "lr", 1)."""
+    """'ablations.swap.lr[1]' for ("ablations", "swap", "lr", 1); a key holding a control
+    character, or a long one, is quoted and cut (`variants['tiny\\n']`), so a message stays
+    on one line."""
     text = ""
     for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        odd = CONTROL_CHARACTERS.search(str(part)) or len(str(part)) > MAX_SHOWN
+        if isinstance(part, int) or odd:
+            text += f"[{shown(part)}]"
+        else:
+            text += f".{part}" if text else str(part)
     return text or "(top level)"
+
+
+def shown(value: object) -> str:
+    """`repr(value)`, cut to MAX_SHOWN characters with its length when longer."""
+    text = repr(value)
+    if len(text) <= MAX_SHOWN:
+        return text
+    return f"{text[:MAX_SHOWN]}... ({len(str(value)):,} characters)"

@@ -7,6 +7,10 @@ Loading keeps the line of every key (from the YAML node tree), resolves `extends
 all of them are raised together in one `GridError`. YAML is loaded with the safe loader only:
 a grid is data, nothing in it is ever evaluated.
 
+Each file is parsed once, within limits (size, nesting, aliases, values) checked on the YAML
+node tree before any Python object is built from it, so a hostile file is refused in
+milliseconds: an alias bomb is measured, never expanded.
+
 A single-run config (data, protocol, model, train, augment at the top level; no study,
 baseline or ablations) loads as the one-variant grid it stands for, named after its file.
 """
@@ -25,15 +29,34 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from ablate.config import Ablations, GridConfig, Recipe
+from ablate.config import CONTROL_CHARACTERS, MAX_STUDY_NAME, Ablations, GridConfig, Recipe
 from ablate.errors import GridError
-from ablate.grid.expand import collect_variants
-from ablate.grid.keys import KeyPath, Locate, format_path
+from ablate.grid.expand import Variant, collect_variants
+from ablate.grid.keys import KeyPath, Locate, format_path, shown
 
 GRID_ONLY_KEYS = ("study", "baseline", "ablations")
 """Keys that only a grid has: a file with none of them is a single-run config."""
 ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 EXTENDS = "extends"
+INT_TAG = "tag:yaml.org,2002:int"
+
+# Limits of a grid file (the README lists them under "Limits").
+MAX_GRID_BYTES = 1 << 20
+"""Size of one grid file: 1 MiB (the shipped grids are about 2 KB)."""
+MAX_YAML_DEPTH = 32
+"""Nesting of mappings and lists, aliases followed (a grid needs about 5)."""
+MAX_YAML_ALIASES = 100
+"""`*name` references in one file."""
+MAX_YAML_VALUES = 20_000
+"""Keys, values and list items of one file, counted with every alias expanded."""
+MAX_NUMBER_CHARS = 100
+"""Characters of one integer literal: Python's conversion of longer ones is slow, then fails."""
+MAX_EXTENDS = 8
+"""Files in one `extends:` chain, the grid itself included."""
+MAX_PROBLEMS_SHOWN = 50
+"""Problems listed in one message; the rest are counted."""
+
+__all__ = ["format_path", "load_grid", "load_grid_variants"]
 
 
 @dataclass(frozen=True)
@@ -79,6 +102,15 @@ def load_grid(path: str | Path) -> GridConfig:
     Raises:
         GridError: every problem in the file, each with its YAML key path and line.
     """
+    return load_grid_variants(path)[0]
+
+
+def load_grid_variants(path: str | Path) -> tuple[GridConfig, list[Variant]]:
+    """`load_grid` and the grid's variants (baseline first), from one reading of the file.
+
+    Raises:
+        GridError: every problem in the file, each with its YAML key path and line.
+    """
     path = Path(path)
     data, lines = _resolve_extends(path, ())
     single_run = not any(key in data for key in GRID_ONLY_KEYS)
@@ -92,11 +124,42 @@ def load_grid(path: str | Path) -> GridConfig:
     except ValidationError as error:
         problems += schema_problems(error, data, origin.locate)
         problems += _partial_ablation_problems(data, origin.locate)
-        raise GridError(str(path), problems) from None
-    problems += collect_variants(grid.baseline, grid.ablations, origin.locate)[1]
+        raise _grid_error(path, problems) from None
+    variants, expansion = collect_variants(grid.baseline, grid.ablations, origin.locate)
+    problems += expansion
+    if not expansion:  # a variant that failed to expand is not "unknown" to pruning
+        problems += _pruning_problems(grid, variants, origin.locate)
     if problems:
-        raise GridError(str(path), problems)
-    return grid
+        raise _grid_error(path, problems)
+    return grid, variants
+
+
+def _grid_error(path: Path, problems: list[str]) -> GridError:
+    """A GridError listing at most MAX_PROBLEMS_SHOWN problems (and how many more)."""
+    if len(problems) > MAX_PROBLEMS_SHOWN:
+        hidden = len(problems) - MAX_PROBLEMS_SHOWN
+        problems = [*problems[:MAX_PROBLEMS_SHOWN], f"... and {hidden} more problem(s)"]
+    return GridError(str(path), problems)
+
+
+def _pruning_problems(grid: GridConfig, variants: list[Variant], locate: Locate) -> list[str]:
+    """pruning.variants must name variants of the grid: an unknown one would make `run`
+    analyse nothing and `prune` fail, long after the grid was accepted."""
+    if grid.pruning is None or grid.pruning.variants is None:
+        return []
+    names = [variant.name for variant in variants]
+    shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
+    problems = []
+    for index, name in enumerate(grid.pruning.variants):
+        if name in names:
+            continue
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        problems.append(
+            f"{locate(('pruning', 'variants', index))}: no variant named {name!r}{hint}; "
+            f"variants: {shown}"
+        )
+    return problems
 
 
 def _run_config_as_grid(
@@ -106,7 +169,8 @@ def _run_config_as_grid(
     and the study is named after the file (`ablate train run.yaml` needs no grid keys)."""
     recipe = tuple(Recipe.model_fields)
     grid = {key: value for key, value in data.items() if key not in recipe}
-    grid["study"] = re.sub(r"[^A-Za-z0-9_.-]+", "-", path.stem).lstrip("-_.") or "run"
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", path.stem).lstrip("-_.")[:MAX_STUDY_NAME]
+    grid["study"] = name or "run"
     grid["baseline"] = {key: data[key] for key in recipe if key in data}
     moved = {
         (("baseline", *key) if key and key[0] in recipe else key): location
@@ -116,21 +180,32 @@ def _run_config_as_grid(
 
 
 def _read_yaml(path: Path) -> tuple[dict, dict[KeyPath, Location]]:
-    """One YAML file as a mapping plus the location of each key; GridError if unusable."""
-    if not path.exists():
-        raise GridError(str(path), ["file not found"])
-    if not path.is_file():
-        raise GridError(str(path), ["not a file"])
+    """One YAML file as a mapping plus the location of each key; GridError if unusable.
+
+    The text is parsed once: the node tree is composed within the limits, measured with its
+    aliases followed, its key lines collected, and only then turned into Python objects.
+    """
+    loader = _BoundedLoader(_read_text(path))
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise GridError(str(path), [f"cannot read the file: {error}"]) from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = loader.get_single_node()
+        if node is None:
+            raise GridError(
+                str(path), ["the file is empty: a grid needs at least study, data and baseline"]
+            )
+        _check_expansion(node)
+        lines: dict[KeyPath, Location] = {}
+        problems: list[str] = []
+        _collect_lines(node, (), path.resolve(), lines, problems)
+        if problems:
+            raise GridError(str(path), problems)
+        data = loader.construct_document(node)
+    except _OverLimit as error:
+        raise GridError(str(path), [str(error)]) from None
     except yaml.YAMLError as error:
         raise GridError(str(path), [_yaml_problem(error)]) from None
-    if node is None or data is None:
+    finally:
+        loader.dispose()
+    if data is None:
         raise GridError(
             str(path), ["the file is empty: a grid needs at least study, data and baseline"]
         )
@@ -139,12 +214,150 @@ def _read_yaml(path: Path) -> tuple[dict, dict[KeyPath, Location]]:
         raise GridError(
             str(path), [f"line 1: the top level must be a mapping of sections, got a {kind}"]
         )
-    lines: dict[KeyPath, Location] = {}
-    problems: list[str] = []
-    _collect_lines(node, (), path.resolve(), lines, problems)
-    if problems:
-        raise GridError(str(path), problems)
     return data, lines
+
+
+def _read_text(path: Path) -> str:
+    """The text of a grid file of at most MAX_GRID_BYTES; GridError when it cannot be read."""
+    try:
+        if not path.exists():
+            raise GridError(str(path), ["file not found"])
+        if not path.is_file():
+            raise GridError(str(path), ["not a file"])
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_GRID_BYTES + 1)  # never more, whatever the file claims
+        if len(raw) > MAX_GRID_BYTES:
+            raise GridError(
+                str(path),
+                [
+                    f"the file is over {MAX_GRID_BYTES:,} bytes (1 MiB), the limit of a grid "
+                    "file (MAX_GRID_BYTES)"
+                ],
+            )
+        return raw.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise GridError(str(path), [f"cannot read the file: {error}"]) from None
+
+
+class _OverLimit(Exception):
+    """A YAML document beyond one of the limits; the message names the line and the limit."""
+
+    def __init__(self, mark: yaml.Mark | None, message: str) -> None:
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        super().__init__(where + message)
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """The safe loader, refusing a document beyond the limits while it composes the node
+    tree, before any Python object exists. Composing is PyYAML's only recursive step, so
+    the depth limit here also keeps 600-deep lists from exhausting Python's stack."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self._depth = 0
+        self._values = 0
+        self._aliases = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_YAML_ALIASES:
+                raise _OverLimit(
+                    event.start_mark,
+                    f"more than {MAX_YAML_ALIASES} aliases (*name) in the file, the limit "
+                    "(MAX_YAML_ALIASES)",
+                )
+            return super().compose_node(parent, index)
+        self._values += 1
+        if self._values > MAX_YAML_VALUES:
+            raise _OverLimit(event.start_mark, _too_many())
+        if self._depth >= MAX_YAML_DEPTH:
+            raise _OverLimit(event.start_mark, _too_deep())
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        """A value Python cannot convert (a 13th month, a 5000-digit number) becomes a YAML
+        error at its line instead of a Python exception."""
+        if node.tag == INT_TAG and len(node.value) > MAX_NUMBER_CHARS:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"a number written with {len(node.value):,} characters; the limit is "
+                f"{MAX_NUMBER_CHARS} (MAX_NUMBER_CHARS)",
+                node.start_mark,
+            )
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, OverflowError) as error:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read this value: {error}", node.start_mark
+            ) from None
+
+
+def _too_many() -> str:
+    return (
+        f"more than {MAX_YAML_VALUES:,} keys, values and list items (aliases expanded), the "
+        "limit of a grid file (MAX_YAML_VALUES)"
+    )
+
+
+def _too_deep() -> str:
+    return (
+        f"nested deeper than {MAX_YAML_DEPTH} levels of mappings and lists (aliases "
+        "followed), the limit of a grid file (MAX_YAML_DEPTH)"
+    )
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Refuse a node tree that its aliases blow up, measured on the node graph with each
+    node visited once: a 500-byte alias bomb is refused without being expanded.
+
+    Raises:
+        _OverLimit: more than MAX_YAML_VALUES values or MAX_YAML_DEPTH levels once aliases
+            are followed, or an alias inside the node it names (a recursive structure).
+    """
+    measured: dict[int, tuple[int, int]] = {}  # id(node) -> (values, height), aliases expanded
+    open_nodes: set[int] = set()
+
+    def measure(node: yaml.Node, depth: int) -> tuple[int, int]:
+        key = id(node)
+        if key in open_nodes:
+            raise _OverLimit(
+                node.start_mark,
+                "an alias refers to a node that contains it: a recursive structure, which "
+                "no grid value can be",
+            )
+        if key not in measured:
+            if depth > MAX_YAML_DEPTH:
+                raise _OverLimit(node.start_mark, _too_deep())
+            open_nodes.add(key)
+            values, height = 1, 1
+            for child in _children(node):
+                child_values, child_height = measure(child, depth + 1)
+                values, height = values + child_values, max(height, child_height + 1)
+                if values > MAX_YAML_VALUES:
+                    raise _OverLimit(node.start_mark, _too_many())
+            open_nodes.discard(key)
+            measured[key] = (values, height)
+        values, height = measured[key]
+        if depth + height - 1 > MAX_YAML_DEPTH:
+            raise _OverLimit(node.start_mark, _too_deep())
+        return values, height
+
+    measure(root, 1)
 
 
 def _yaml_problem(error: yaml.YAMLError) -> str:
@@ -157,9 +370,11 @@ def _yaml_problem(error: yaml.YAMLError) -> str:
     if context and context_mark is not None:
         context += f" started at line {context_mark.line + 1}, column {context_mark.column + 1}"
     text = f"{context}: {problem}" if context else problem
+    syntax = isinstance(error, yaml.scanner.ScannerError | yaml.parser.ParserError)
+    kind = "YAML syntax error" if syntax else "YAML error"
     if mark is None:
-        return f"YAML syntax error: {text}"
-    return f"line {mark.line + 1}, column {mark.column + 1}: YAML syntax error: {text}"
+        return f"{kind}: {text}"
+    return f"line {mark.line + 1}, column {mark.column + 1}: {kind}: {text}"
 
 
 def _collect_lines(
@@ -196,21 +411,47 @@ def _resolve_extends(path: Path, chain: tuple[Path, ...]) -> tuple[dict, dict[Ke
         return data, lines
     reference = data.pop(EXTENDS)
     where = f"{EXTENDS} (line {lines[(EXTENDS,)].line})"
+    here = path.resolve()
+    parent = _extended_file(path, reference, where)
+    if parent in (*chain, here):
+        cycle = " -> ".join(item.name for item in (*chain, here, parent))
+        raise GridError(str(path), [f"{where}: extends cycle: {cycle}"])
+    if len(chain) + 2 > MAX_EXTENDS:
+        raise GridError(
+            str(path),
+            [f"{where}: more than {MAX_EXTENDS} files in the extends chain (MAX_EXTENDS)"],
+        )
+    base, base_lines = _resolve_extends(parent, (*chain, here))
+    return deep_merge(base, data), {**base_lines, **lines}
+
+
+def _extended_file(path: Path, reference: Any, where: str) -> Path:
+    """The grid file `extends:` names, relative to `path`'s folder; GridError if unusable."""
     if not isinstance(reference, str) or not reference.strip():
         raise GridError(
             str(path), [f"{where}: must be a file name relative to this file, got {reference!r}"]
         )
-    parent = (path.parent / reference).resolve()
-    here = path.resolve()
-    if parent in (*chain, here):
-        cycle = " -> ".join(item.name for item in (*chain, here, parent))
-        raise GridError(str(path), [f"{where}: extends cycle: {cycle}"])
-    if not parent.is_file():
+    if CONTROL_CHARACTERS.search(reference):
+        raise GridError(str(path), [f"{where}: contains a control character: {reference!r}"])
+    if os.path.isabs(reference) or reference.startswith("~"):
         raise GridError(
-            str(path), [f"{where}: extended file {reference!r} not found (looked for {parent})"]
+            str(path),
+            [f"{where}: must be a path relative to this file's folder, got {reference!r}"],
         )
-    base, base_lines = _resolve_extends(parent, (*chain, here))
-    return deep_merge(base, data), {**base_lines, **lines}
+    try:
+        parent = (path.parent / reference).resolve()
+        if parent.is_dir():
+            raise GridError(
+                str(path), [f"{where}: {reference!r} is a folder, not a grid file ({parent})"]
+            )
+        if not parent.is_file():
+            raise GridError(
+                str(path),
+                [f"{where}: extended file {reference!r} not found (looked for {parent})"],
+            )
+    except (OSError, RuntimeError) as error:  # a name too long, a symlink loop
+        raise GridError(str(path), [f"{where}: cannot open {reference!r}: {error}"]) from None
+    return parent
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -298,14 +539,14 @@ def _message(item: dict, path: KeyPath) -> str:
         return f"invalid key {path[-1]!r}: {message}"
     value = item.get("input")
     if kind != "value_error" and (value is None or isinstance(value, str | int | float | bool)):
-        message += f" (got {value!r})"
+        message += f" (got {shown(value)})"
     return message
 
 
 def _unknown_key(key: str, valid: list[str]) -> str:
     close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown key {key!r}{hint}; valid keys here: {', '.join(valid)}"
+    return f"unknown key {shown(key)}{hint}; valid keys here: {', '.join(valid)}"
 
 
 def fields_at(path: KeyPath, root: type[BaseModel] = GridConfig) -> list[str]:

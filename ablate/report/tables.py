@@ -92,15 +92,40 @@ def ranking_display(ranking: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
+MARKDOWN_ESCAPES = {
+    "\\": "\\\\",
+    "|": "\\|",
+    "&": "&amp;",
+    "<": "&lt;",
+    ">": "&gt;",
+    "[": "\\[",
+    "]": "\\]",
+    "`": "\\`",
+}
+"""Characters of a cell that Markdown would read as markup: raw HTML (`<svg onload=..>`),
+links and images (`[x](..)`), code spans, and the table's own `|`. A category name is a
+folder name, so it may hold any of them."""
+_MARKDOWN_TABLE = str.maketrans({**MARKDOWN_ESCAPES, "\n": " ", "\r": " "})
+
+
+def markdown_cell(value: object) -> str:
+    """`value` as the text of one Markdown table cell: shown as written, never as markup.
+
+    Example:
+        >>> markdown_cell("<svg onload=alert(1)>|x")
+        '&lt;svg onload=alert(1)&gt;\\\\|x'
+    """
+    return str(value).translate(_MARKDOWN_TABLE)
+
+
 def markdown(table: pd.DataFrame) -> str:
-    """A DataFrame of strings as a GitHub Markdown table (pipes in cells escaped)."""
-
-    def cell(value: object) -> str:
-        return str(value).replace("|", "\\|").replace("\n", " ")
-
-    header = "| " + " | ".join(cell(c) for c in table.columns) + " |"
+    """A DataFrame of strings as a GitHub Markdown table (every cell through `markdown_cell`)."""
+    header = "| " + " | ".join(markdown_cell(c) for c in table.columns) + " |"
     rule = "| " + " | ".join("---" for _ in table.columns) + " |"
-    body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    body = [
+        "| " + " | ".join(markdown_cell(v) for v in row) + " |"
+        for row in table.itertuples(index=False)
+    ]
     return "\n".join([header, rule, *body]) + "\n"
 
 

@@ -2,13 +2,39 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+
+HUGE_SIDE = 10_000
+"""Side of the oversized PNGs: 100 M pixels, over Pillow's own bomb-warning limit (89 M)."""
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+@cache
+def black_png(width: int, height: int, channels: int = 3) -> bytes:
+    """A complete, valid PNG of `width` x `height` black pixels (8-bit gray or RGB).
+
+    Written row by row through zlib, so a 10000x10000 image (300 MB decoded) costs this
+    process a few hundred KB: the test's own memory never hides the reader's.
+    """
+    color_type = {1: 0, 3: 2}[channels]
+    header = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, 0)
+    compressor = zlib.compressobj(9)
+    row = bytes(1 + width * channels)  # filter byte 0, then the pixels
+    data = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    signature = b"\x89PNG\r\n\x1a\n"
+    return signature + _chunk(b"IHDR", header) + _chunk(b"IDAT", data) + _chunk(b"IEND", b"")
 
 
 class EbhiBuilder:
@@ -35,6 +61,22 @@ class EbhiBuilder:
         path = self.root / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(array).save(path)
+        return path
+
+    def palette_png(self, relative: str, indices: np.ndarray, colours: list[tuple]) -> Path:
+        """A palette (mode P) PNG: `indices` (H, W) into `colours` (RGB triples)."""
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image = Image.fromarray(indices.astype(np.uint8), mode="P")
+        image.putpalette([value for colour in colours for value in colour])
+        image.save(path)
+        return path
+
+    def huge(self, relative: str, channels: int = 3, side: int = HUGE_SIDE) -> Path:
+        """A valid black PNG of side x side pixels (a few hundred KB on disk)."""
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(black_png(side, side, channels))
         return path
 
     def pair(
@@ -137,6 +179,73 @@ def _one_pair_per_category(b: EbhiBuilder) -> Path:
     return b.root
 
 
+def _huge_images(b: EbhiBuilder) -> Path:
+    # The issue's case: six 10000x10000 PNGs took 3.7 GB before their size was checked.
+    for category in ("Normal", "Polyp"):
+        for index in range(3):
+            b.huge(f"{category}/image/p{index}.png")
+            b.huge(f"{category}/label/p{index}.png", channels=1)
+    return b.root
+
+
+def _category_named(name: str) -> Callable[[EbhiBuilder], Path]:
+    def build(b: EbhiBuilder) -> Path:
+        b.good(("Normal", name))
+        return b.root
+
+    return build
+
+
+def _masks_0_1_among_0_255(b: EbhiBuilder) -> Path:
+    b.good(("Normal",))
+    for index in range(3):
+        b.pair("Polyp", f"q{index}.png", mask=b.mask(value=1))
+    return b.root
+
+
+def _masks_0_100(b: EbhiBuilder) -> Path:
+    for category in ("Normal", "Polyp"):
+        for index in range(2):
+            b.pair(category, f"p{index}.png", mask=b.mask(value=100))
+    return b.root
+
+
+def _masks_all_empty(b: EbhiBuilder) -> Path:
+    for category in ("Normal", "Polyp"):
+        for index in range(2):
+            b.pair(category, f"p{index}.png", mask=b.mask(value=0))
+    return b.root
+
+
+DARK_RED, DARK_GREEN = (90, 0, 0), (0, 90, 0)
+
+
+def _palette_pair(b: EbhiBuilder, category: str, name: str, indices: np.ndarray) -> None:
+    b.png(f"{category}/image/{name}", b.rgb(len(name)))
+    b.palette_png(f"{category}/label/{name}", indices, [(0, 0, 0), DARK_RED, DARK_GREEN])
+
+
+def _palette_three_classes(b: EbhiBuilder) -> Path:
+    for category in ("Normal", "Polyp"):
+        for index in range(2):
+            indices = b.mask(value=1)
+            indices[: b.side // 4] *= 2  # some pixels index 2: a second class
+            _palette_pair(b, category, f"p{index}.png", indices)
+    return b.root
+
+
+def _palette_beside_gray(b: EbhiBuilder) -> Path:
+    b.good(("Normal",))
+    for index in range(2):
+        _palette_pair(b, "Polyp", f"q{index}.png", b.mask(value=1))
+    return b.root
+
+
+def _category_with_newline(b: EbhiBuilder) -> Path:
+    b.good(("Normal", "Bad\nName"))
+    return b.root
+
+
 BAD_DATASETS = [
     BadDataset("missing-root", _missing, "nowhere", "does not exist"),
     BadDataset("root-is-a-file", _a_file, "data.zip", "not a folder"),
@@ -149,6 +258,21 @@ BAD_DATASETS = [
     BadDataset("grayscale-image", _grayscale_image, "Normal/image/a.png", "not RGB (mode L)"),
     BadDataset("no-label-anywhere", _no_label_anywhere, "Low-grade IN/image/a.png", "no label"),
     BadDataset("one-pair-per-category", _one_pair_per_category, "ebhi", "no category has 2"),
+    BadDataset("huge-images", _huge_images, "Normal/image/p0.png", "MAX_IMAGE_PIXELS"),
+    BadDataset("category-named-macro", _category_named("macro"), "macro", "is reserved"),
+    BadDataset("category-named-TOTAL", _category_named("TOTAL"), "TOTAL", "is reserved"),
+    BadDataset(
+        "category-name-with-newline", _category_with_newline, "'Bad\\nName'", "control character"
+    ),
+    BadDataset(
+        "masks-0-1-among-0-255", _masks_0_1_among_0_255, "Polyp/label/q0.png", "only 0 and 1"
+    ),
+    BadDataset("masks-0-100", _masks_0_100, "Normal/label/p0.png", "neither 0/255"),
+    BadDataset("masks-all-empty", _masks_all_empty, "ebhi", "every mask is empty"),
+    BadDataset(
+        "palette-three-classes", _palette_three_classes, "Normal/label/p0.png", "2 foreground"
+    ),
+    BadDataset("palette-beside-gray", _palette_beside_gray, "Polyp/label/q0.png", "two encodings"),
 ]
 
 

@@ -30,6 +30,29 @@ def test_check_real_sample(sample_root, capsys):
     assert "Low-grade IN/image/GTGT2012149-2-400-001.png: no label" in out
 
 
+def test_check_states_encoding_foreground_and_empty_masks(ebhi, capsys):
+    for category in ("Normal", "Polyp"):
+        for index in range(2):
+            ebhi.pair(category, f"p{index}.png", mask=ebhi.mask(value=1))
+    ebhi.pair("Polyp", "blank.png", mask=ebhi.mask(value=0))
+    assert main(["data", "check", str(ebhi.root)]) == 0
+    out = capsys.readouterr().out
+    assert "masks: values 0/1, foreground 1" in out
+    assert "  Normal        2       50.0%" in out
+    assert "  Polyp         3       33.3%" in out
+    assert "  Polyp/label/blank.png" in out
+
+
+def test_check_huge_images_quickly_and_quietly(ebhi, capsys):
+    root = ebhi.good()
+    ebhi.huge("Normal/image/big.png")
+    ebhi.huge("Normal/label/big.png", channels=1)
+    assert main(["data", "check", str(root)]) == 0
+    captured = capsys.readouterr()
+    assert "Normal/image/big.png: too large: 10000x10000" in captured.out
+    assert captured.err == ""  # no DecompressionBombWarning
+
+
 def test_check_reports_drops_but_succeeds(ebhi, capsys):
     root = ebhi.good()
     ebhi.pair("Polyp", "bad.png", mask=ebhi.mask(side=16))

@@ -1,13 +1,17 @@
-"""The EBHI-Seg reader on real PNG files: pairing, binarization, and every drop reason."""
+"""The EBHI-Seg reader on real PNG files: pairing, mask encodings, limits, every drop reason."""
 
 from __future__ import annotations
 
 import json
+import struct
+import warnings
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from ablate.data.ebhi import load_ebhi
+from ablate.data import ebhi as ebhi_module
+from ablate.data.ebhi import MAX_IMAGE_PIXELS, load_ebhi
 from ablate.errors import DatasetError
 
 
@@ -200,3 +204,156 @@ def test_real_sample(sample_root):
     assert set(np.unique(data.masks)) == {0, 1}
     assert 0.55 < data.masks.mean() < 0.75  # the README's ~64% foreground
     assert len(set(data.names)) == 671
+    # Every gray level occurs and some masks peak at 253: still recognised as 0/255.
+    assert data.report.encoding == "gray levels 0/255, foreground > 127"
+    assert data.report.empty_masks == []
+    assert data.report.foreground["Adenocarcinoma"] == pytest.approx(0.682, abs=0.001)
+    assert data.report.total_foreground == pytest.approx(data.masks.mean(), abs=1e-9)
+
+
+# --- Mask encodings: each recognised for the whole dataset, or refused ------------------------
+
+
+def test_masks_0_1_are_read_as_foreground(ebhi):
+    for category in ("Normal", "Polyp"):
+        for index in range(2):
+            ebhi.pair(category, f"p{index}.png", mask=ebhi.mask(value=1))
+    data = load_ebhi(ebhi.root)
+    np.testing.assert_array_equal(data.masks[0], ebhi.mask(value=1))
+    assert data.report.encoding == "values 0/1, foreground 1"
+    assert data.report.foreground == {"Normal": 0.5, "Polyp": 0.5}
+
+
+def test_palette_with_dark_foreground_colour_is_read_by_index(ebhi):
+    """A dark red foreground is gray 27 (< 127): by colour it would all be background."""
+    for category in ("Normal", "Polyp"):
+        for index in range(2):
+            ebhi.png(f"{category}/image/p{index}.png", ebhi.rgb(index))
+            ebhi.palette_png(
+                f"{category}/label/p{index}.png", ebhi.mask(value=1), [(0, 0, 0), (90, 0, 0)]
+            )
+    data = load_ebhi(ebhi.root)
+    np.testing.assert_array_equal(data.masks[0], ebhi.mask(value=1))
+    assert data.report.encoding == "palette indices, foreground any index but 0"
+
+
+def test_gray_palette_is_read_by_colour(ebhi):
+    """White at index 0 and black at index 1: the white pixels are the foreground."""
+    for category in ("Normal", "Polyp"):
+        for index in range(2):
+            ebhi.png(f"{category}/image/p{index}.png", ebhi.rgb(index))
+            ebhi.palette_png(
+                f"{category}/label/p{index}.png", ebhi.mask(value=1), [(255,) * 3, (0,) * 3]
+            )
+    data = load_ebhi(ebhi.root)
+    np.testing.assert_array_equal(data.masks[0], 1 - ebhi.mask(value=1))
+    assert data.report.encoding == "gray levels 0/255, foreground > 127"
+
+
+def test_coloured_rgb_masks_count_their_brightest_channel(ebhi):
+    root = ebhi.good(("Normal",), pairs=2)
+    red = np.zeros((ebhi.side, ebhi.side, 3), np.uint8)
+    red[..., 0] = ebhi.mask()  # pure red foreground: gray 76, brightest channel 255
+    ebhi.pair("Polyp", "a.png", mask=red)
+    ebhi.pair("Polyp", "b.png", mask=red)
+    data = load_ebhi(root)
+    np.testing.assert_array_equal(data.masks[data.names.index("Polyp/a.png")], ebhi.mask(value=1))
+
+
+def test_bilevel_masks_are_0_255(ebhi):
+    root = ebhi.good(("Normal",), pairs=2)
+    path = ebhi.png("Polyp/label/a.png", ebhi.mask())
+    Image.open(path).convert("1").save(path)
+    ebhi.png("Polyp/image/a.png", ebhi.rgb(1))
+    ebhi.pair("Polyp", "b.png")
+    data = load_ebhi(root)
+    np.testing.assert_array_equal(data.masks[data.names.index("Polyp/a.png")], ebhi.mask(value=1))
+
+
+def test_empty_masks_are_named_where_their_category_has_foreground(ebhi):
+    root = ebhi.good(("Normal", "Polyp"), pairs=2)
+    ebhi.pair("Normal", "blank.png", mask=ebhi.mask(value=0))
+    for index in range(2):  # a whole category without foreground is shown, not listed
+        ebhi.pair("Serrated adenoma", f"s{index}.png", mask=ebhi.mask(value=0))
+    data = load_ebhi(root)
+    report = data.report
+    assert report.empty_masks == ["Normal/label/blank.png"]
+    assert report.foreground["Normal"] == pytest.approx(1 / 3)
+    assert report.foreground["Serrated adenoma"] == 0.0
+    text = report.format()
+    assert "1 empty mask(s) where the rest of their category has foreground" in text
+    assert "  Normal/label/blank.png" in text
+    assert "warning: no mask of Serrated adenoma has any foreground" in text
+    stored = json.loads(json.dumps(report.to_dict()))
+    assert stored["mask_encoding"] == "gray levels 0/255, foreground > 127"
+    assert stored["empty_masks"] == ["Normal/label/blank.png"]
+    assert stored["foreground"]["Polyp"] == 0.5
+
+
+def test_noise_of_ones_in_a_0_255_mask_is_not_taken_for_a_0_1_mask(ebhi):
+    """Compression noise: a nearly black mask with a few 1s stays empty, and is named."""
+    root = ebhi.good(("Normal", "Polyp"), pairs=2)
+    noise = ebhi.mask(value=0)
+    noise[0, :3] = 1  # 3 pixels of 1024, under MIXED_ENCODING_SHARE
+    ebhi.pair("Polyp", "noise.png", mask=noise)
+    data = load_ebhi(root)
+    assert data.masks[data.names.index("Polyp/noise.png")].max() == 0
+    assert data.report.empty_masks == ["Polyp/label/noise.png"]
+
+
+# --- Limits: sizes read from the headers before anything is decoded --------------------------
+
+
+def test_oversized_image_is_dropped_from_its_header_without_a_warning(ebhi):
+    root = ebhi.good()
+    ebhi.huge("Normal/image/big.png")
+    ebhi.png("Normal/label/big.png", ebhi.mask())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = load_ebhi(root)
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
+    assert len(data) == 6
+    assert dropped(data)["Normal/image/big.png"] == (
+        f"too large: 10000x10000 = 100,000,000 pixels, over the limit of "
+        f"{MAX_IMAGE_PIXELS:,} (MAX_IMAGE_PIXELS); not decoded"
+    )
+
+
+def _bmp_header(width: int, height: int) -> bytes:
+    """A BMP file header declaring `width` x `height` (no pixel data): PIL parses it."""
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 24, 0, 0, 0, 0, 0, 0)
+    return b"BM" + struct.pack("<IHHI", 14 + 40, 0, 0, 14 + 40) + info
+
+
+def test_oversized_non_png_content_is_refused_by_pil_header_without_a_warning(ebhi):
+    """A .png that is really a BMP goes through PIL's header parsing: Pillow's bomb warning
+    (it fires on open) stays off the terminal and our limit refuses the file."""
+    root = ebhi.good()
+    (root / "Polyp" / "image" / "fake.png").write_bytes(_bmp_header(10_000, 10_000))
+    ebhi.png("Polyp/label/fake.png", ebhi.mask())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        data = load_ebhi(root)
+    assert not [w for w in caught if issubclass(w.category, Image.DecompressionBombWarning)]
+    assert dropped(data)["Polyp/image/fake.png"].startswith("too large: 10000x10000")
+
+
+def test_dataset_over_the_pixel_limit_is_refused_before_decoding(ebhi, monkeypatch):
+    root = ebhi.good()  # 6 pairs of 32x32 = 6144 pixels
+    monkeypatch.setattr(ebhi_module, "MAX_DATASET_PIXELS", 6000)
+    with pytest.raises(DatasetError, match=r"6 pairs hold 6,144 image pixels.*MAX_DATASET_PIXELS"):
+        load_ebhi(root)
+
+
+def test_reserved_names_are_the_rows_the_reports_add():
+    """Kept in step with the summaries: a category may never share a name with their rows."""
+    from ablate.prune.summary import MACRO as PRUNING_MACRO
+    from ablate.report.stats import MACRO
+
+    assert {MACRO, PRUNING_MACRO, "total"} <= set(ebhi_module.RESERVED_CATEGORIES)
+
+
+def test_reserved_category_names_are_refused(ebhi):
+    root = ebhi.good(("Normal", "Macro"))
+    with pytest.raises(DatasetError, match=r"Macro: category folder name 'Macro' is reserved"):
+        load_ebhi(root)

@@ -44,7 +44,7 @@ def test_shipped_grid_loads_and_expands(path: Path, tmp_path: Path) -> None:
     names = [variant.name for variant in variants]
     assert names[0] == "baseline" and variants[0].changes == {}
     assert len(set(names)) == len(names)
-    assert all(SAFE_NAME.match(name) for name in names), names
+    assert all(SAFE_NAME.fullmatch(name) for name in names), names
     assert all(variant.changes for variant in variants[1:])
     assert len({variant.recipe.model_dump_json() for variant in variants}) == len(variants)
     assert runs_count(grid) == len(variants) * len(grid.protocol.seed_list())
