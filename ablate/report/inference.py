@@ -243,6 +243,30 @@ class FamilyAnalysis:
     verdict: np.ndarray
 
 
+def simulate_deltas(
+    rng: np.random.Generator,
+    shape: tuple[int, ...],
+    seeds: int,
+    *,
+    delta: float | np.ndarray,
+    sd: float,
+    rho: float,
+) -> np.ndarray:
+    """Paired deltas from the Nadeau-Bengio model, for simulations of the error rates.
+
+    d = delta + e, e ~ N(0, sd^2 ((1 - rho) I + rho 11^T)) over the seeds of one cell:
+    every seed's delta has sd `sd`, any two seeds' deltas correlation rho (the overlap of
+    their splits). The corrected t with r = rho / (1 - rho) is exact under this model.
+
+    Returns:
+        Array of shape (*shape, seeds); `delta` broadcasts against `shape`.
+    """
+    own = rng.standard_normal((*shape, seeds))
+    shared = rng.standard_normal((*shape, 1))
+    noise = sd * (np.sqrt(1.0 - rho) * own + np.sqrt(rho) * shared)
+    return np.asarray(delta, dtype=float)[..., None] + noise
+
+
 def _look_alpha(
     seeds: np.ndarray, schedule: SequentialSchedule | None, r: float, alpha: float
 ) -> np.ndarray:
