@@ -425,3 +425,30 @@ def test_table_fills_seeds_needed_only_for_inconclusive_rows() -> None:
     )
     assert table.loc["unclear", "seeds_needed"] == expected.seeds
     assert table.loc["unclear", "seeds_reason"] == expected.reason
+
+
+def test_equivalence_power_grows_with_seeds_where_it_matters() -> None:
+    """seeds_needed bisects, so the exact TOST power must grow with J' wherever it is not
+    tiny: over sd 0.0005..0.2, effects 0..margin, r 0..1 and every J' 3..1,000 it never
+    falls from one J' to the next where it is above 7%."""
+    seeds = np.arange(3, 1001)
+    for r in (0.0, 0.05, 0.25, 1.0):
+        for sd in np.geomspace(0.0005, 0.2, 8):
+            for effect in (0.0, 0.005, 0.0099):
+                power = inf.equivalence_power(effect, sd, seeds, r, MARGIN, ALPHA)
+                falls = np.diff(power) < -1e-12
+                assert np.all(power[:-1][falls] < 0.07), (r, sd, effect)
+
+
+@pytest.mark.parametrize(
+    ("mean", "sd", "r"), [(0.002, 0.006, R), (0.004, 0.01, 0.0), (0.02, 0.02, 0.1), (0.0, 0.004, R)]
+)
+def test_seeds_needed_bisection_equals_a_full_scan(mean: float, sd: float, r: float) -> None:
+    answer = inf.seeds_needed(mean, sd, 3, r=r, family_size=2)
+    seeds = np.arange(4, 1001)
+    if abs(mean) >= MARGIN:
+        power = inf.significance_power(mean, sd, seeds, r, ALPHA / 2)
+    else:
+        power = inf.equivalence_power(mean, sd, seeds, r, MARGIN, ALPHA)
+    reached = np.flatnonzero(power >= inf.TARGET_POWER)
+    assert answer.seeds == (int(seeds[reached[0]]) if reached.size else None)
