@@ -51,29 +51,32 @@ _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(128)
 
 CONVENTIONS = (
     "Test: corrected resampled t (Nadeau & Bengio 2003): se = sqrt((1/J + r) s^2) with J "
-    "paired seeds, s^2 their sample variance (ddof 1) and r = n_test / n_train, the images "
-    "tested over the images trained on; t = mean / se with J - 1 degrees of freedom for the "
-    "interval and the two-sided p-value. When the split does not change between seeds, r = 0: "
-    "the plain paired t-test (the `test` column says which).",
+    "paired seeds, s^2 their sample variance (ddof 1) and r = n_test / n_train (the images "
+    "tested over the images trained on, validation excluded); t = mean / se with J - 1 "
+    "degrees of freedom for the interval and the two-sided p-value. When the split does not "
+    "change between seeds, r = 0: the plain paired t-test (the `test` column says which).",
     "Zero variance: when every seed gives the same delta (sd <= 1e-9 max(1, max |delta|)) "
-    "there is no estimate of noise: no interval, no p-value, verdict inconclusive. Such a cell "
-    "still counts in its Holm family, as p = 1.",
-    "Fewer than 2 paired seeds: no interval, no p-value, verdict inconclusive (counted in "
-    "the Holm family as p = 1).",
+    "there is no estimate of noise: no interval, no p-value, verdict inconclusive, no "
+    "seeds_needed. Never p = 0.",
+    "Fewer than 2 paired seeds: no interval, no p-value, verdict inconclusive.",
     "Verdict, with margin m and level alpha: equivalent when the 1 - 2 alpha interval lies "
-    "strictly inside (-m, +m) (two one-sided tests, TOST, per cell); else better / worse when "
-    "the Holm-adjusted p < alpha, by the sign of the mean delta (metrics are higher-is-better "
-    "unless listed otherwise); else inconclusive.",
-    "Holm family: the non-baseline variants of one (category or macro, metric).",
-    "Adaptive seeds: looks at J = min..max with alpha spending (alpha_J per look, sum alpha); "
-    "the p-value is the sequential p* = min over the looks taken of p_J alpha / alpha_J, the "
-    "interval the one at the last look at level 1 - alpha_J (simultaneous coverage >= "
-    "1 - alpha), equivalence the TOST at alpha_J of the last look. A fixed design is one look "
-    "with alpha_J = alpha.",
+    "strictly inside (-m, +m) (two one-sided tests, TOST, per cell; touching the margin is "
+    "not inside); else better / worse when the Holm-adjusted p < alpha, by the sign of the "
+    "mean delta (every shipped metric is higher-is-better); else inconclusive.",
+    "Holm family: the non-baseline variants of one (category or macro, metric); a variant "
+    "without a p-value (fewer than 2 seeds, zero variance) counts in it as p = 1.",
+    "Adaptive seeds: looks at J = min..max paired seeds; look J tests at its own alpha_J, "
+    "from the spending function f(t) = (alpha/2) ln(1 + (e - 1) t) for t < 1, f(1) = alpha "
+    "(half of alpha kept for the last look), t = I(J) / I(max) with I(J) = 1 / (1/J + r); "
+    "the sum over looks is alpha, which bounds the error rate under any dependence between "
+    "looks. p_value is the sequential p* = min over the looks taken of p_J alpha / alpha_J; "
+    "the interval is the one at the last look at level 1 - alpha_J (simultaneous coverage "
+    ">= 1 - alpha); equivalence is TOST at alpha_J of the last look. A fixed design is one "
+    "look with alpha_J = alpha.",
     "seeds_needed: for an inconclusive cell, the fewest paired seeds J' > J at which a fixed "
-    "study with the observed mean delta and variance would decide it with 80% power; "
-    "'never' when the split-to-split variance floor r s^2 keeps the power below 80% for "
-    "every J'.",
+    "study with the observed mean delta and variance would decide it with 80% power "
+    "(difference at alpha / family size when |mean| >= m, else equivalence); 'never' when "
+    "the split-to-split variance floor r s^2 keeps the power below 80% for every J'.",
 )
 
 TABLE_COLUMNS = [
@@ -326,13 +329,15 @@ def analyse_family(
 
     Returns:
         FamilyAnalysis, arrays of shape (..., V). Every cell of the family (even one with no
-        test: fewer than 2 seeds, zero variance) enters Holm, as p = 1 when it has no p.
+        test: fewer than 2 seeds, zero variance, no seed at all) enters Holm, as p = 1 when
+        it has no p.
     """
     x = np.asarray(x, dtype=float)
     last = corrected_t(x, r)
     p_star, at = _sequential_p(x, last.n, r, alpha, schedule)
-    in_family = np.where(last.n >= 1, np.nan_to_num(p_star, nan=1.0), np.nan)
-    p_holm = np.where(np.isnan(p_star), np.nan, holm_last_axis(in_family))
+    # every variant of the family counts, tested or not (p = 1), so the family's size never
+    # depends on which runs failed and a decided variant stays decided in later rounds
+    p_holm = np.where(np.isnan(p_star), np.nan, holm_last_axis(np.nan_to_num(p_star, nan=1.0)))
     alpha_look = _look_alpha(np.maximum(last.n, 2), schedule, r, alpha)
     df = np.maximum(last.n - 1, 1)
     ci_half = scipy_stats.t.isf(alpha_look / 2, df) * last.se
@@ -635,6 +640,8 @@ def _clean_paired(paired: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     if duplicated.any():
         first = paired[duplicated].iloc[0]
         raise ValueError(f"two deltas for one cell and seed: {first[[*keys, 'seed']].to_dict()}")
+    if len(paired) and paired.groupby(list(keys)).size().max() > MAX_SEEDS:
+        raise ValueError(f"more than {MAX_SEEDS} paired seeds in one cell")
     return paired
 
 
@@ -667,6 +674,10 @@ def inference_table(
         is inconclusive and some J' <= cap decides it); ci_level is the displayed interval's
         confidence (1 - alpha_look); decided_at the seeds at the look that decided
         better / worse (NA otherwise).
+
+    Raises:
+        ValueError: r, margin or alpha out of range, a missing column, two deltas for one
+            cell and seed, more than 1,000 seeds in a cell, or more than schedule.max_seeds.
 
     Example:
         >>> paired = pd.DataFrame({"variant": "v", "category": "macro", "metric": "dice",
@@ -821,7 +832,7 @@ def next_round(
                 "decided": verdict[i] != INCONCLUSIVE,
                 "needs_seed": bool(more[i]),
                 "reason": _round_reason(
-                    result, i, verdict[i], more[i], run[i], schedule, alpha, margin, r
+                    result, i, verdict[i], more[i], run[i], schedule, alpha, margin
                 ),
             }
         )
@@ -837,7 +848,6 @@ def _round_reason(
     schedule: SequentialSchedule,
     alpha: float,
     margin: float,
-    r: float,
 ) -> str:
     """One progress line for variant i of a round."""
     n = int(result.n[i])

@@ -188,6 +188,13 @@ def test_zero_variance_cell_counts_in_the_holm_family_as_p_one() -> None:
     assert np.isnan(table.loc["same", "p_holm"])
 
 
+def test_a_variant_without_seeds_still_counts_in_the_family() -> None:
+    x = np.array([[0.05, 0.06, 0.055, 0.052], [np.nan] * 4])
+    result = inf.analyse_family(x, r=0.0)
+    assert result.p_holm[0] == pytest.approx(2 * result.p_value[0])
+    assert np.isnan(result.p_holm[1]) and result.verdict[1] == inf.INCONCLUSIVE
+
+
 def test_one_seed_gives_no_interval_and_no_p() -> None:
     row = inf.inference_table(paired({"a": [0.03]}), r=R).loc[0]
     assert row["n_seeds"] == 1
@@ -202,6 +209,10 @@ def test_non_finite_deltas_are_left_out_and_duplicates_refused() -> None:
     doubled = pd.concat([frame, frame.iloc[[0]]])
     with pytest.raises(ValueError, match="two deltas for one cell and seed"):
         inf.inference_table(doubled, r=R)
+    with pytest.raises(ValueError, match="more than 1000 paired seeds"):
+        inf.inference_table(paired({"a": [0.01] * 1001}), r=R)
+    with pytest.raises(ValueError, match="lack columns"):
+        inf.inference_table(frame.drop(columns="seed"), r=R)
 
 
 @pytest.mark.parametrize(
