@@ -109,6 +109,15 @@ def _node_id() -> str:
     return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
 
 
+def _gpu_ids() -> list[str] | None:
+    """The GPU ids Ray gave this trial ([] for none); None outside Ray (a direct call)."""
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    return [str(i) for i in ray.get_runtime_context().get_accelerator_ids().get("GPU", [])]
+
+
 def runs_row(
     config: RunConfig, result: RunResult, started: pd.Timestamp, setup: TrialSetup
 ) -> pd.DataFrame:
@@ -123,6 +132,8 @@ def runs_row(
         "node": _node_id(),
         "hostname": socket.gethostname(),
         "device": str(result.device),
+        "accelerator_ids": ",".join(_gpu_ids() or []),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "torch_version": setup.versions.get("torch", ""),
         "ray_version": setup.versions.get("ray", ""),
         "config": config.model_dump_json(),
@@ -133,7 +144,7 @@ def runs_row(
     frame = pd.DataFrame(
         {key: value if key == "best_epoch" else [value] for key, value in row.items()}
     )
-    return frame.astype({"error": "string", "status": "string"})
+    return frame.astype({"error": "string", "status": "string", "cuda_visible_devices": "string"})
 
 
 def _crash_now(setup: TrialSetup, seeds_run: int) -> bool:
@@ -163,6 +174,7 @@ def _train_with_outputs(
     A local study is written in place; for a remote one (s3://...) the run writes to a
     node-local scratch folder that is uploaded when the run ends.
     """
+    from ablate.train.device import trial_device
     from ablate.train.run import RunOutputs, execute_run
 
     parts = {name: (name, path_segment(variant), f"seed={seed}") for name in OUTPUT_FOLDERS}
@@ -176,7 +188,8 @@ def _train_with_outputs(
         outputs = RunOutputs(
             checkpoint_dir=local["checkpoints"], tensorboard_dir=local["tensorboard"]
         )
-        result = execute_run(config, data, seed, outputs=outputs, cpus=cpus)
+        device = trial_device(_gpu_ids())
+        result = execute_run(config, data, seed, outputs=outputs, cpus=cpus, device=device)
         for name, part in parts.items():
             store.location.put_dir(local[name], *part)
     return result
@@ -221,6 +234,8 @@ def _report(
 ) -> None:
     from ray import tune
 
+    from ablate.train.device import cpu_fallback_note
+
     done = sorted(dices)
     finite = [d for d in dices.values() if np.isfinite(d)]
     metrics = {
@@ -232,6 +247,7 @@ def _report(
         "seeds_done": len(done),
         "seeds_total": total,
         "seed_seconds": seconds,
+        "device_note": cpu_fallback_note(_gpu_ids()),
     }
     with tempfile.TemporaryDirectory(prefix="ablate-ckpt-") as folder:
         Path(folder, PROGRESS_FILE).write_text(json.dumps({"variant": variant, "seeds_done": done}))
