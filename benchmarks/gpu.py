@@ -2,8 +2,8 @@
 
 The one command to run on a CUDA machine (from the repository root, `pip install -e .` done):
 
-    python benchmarks/gpu.py                # about 6-8 min on an H100 (3 torch.compile cells)
-    python benchmarks/gpu.py --no-compile   # eager only, about 3 min
+    python benchmarks/gpu.py                # estimated 6-8 min on an H100 (3 torch.compile cells)
+    python benchmarks/gpu.py --no-compile   # eager only, estimated 3 min
     python benchmarks/gpu.py --quick        # tiny sizes, any machine: checks the script runs
 
 It measures, on one GPU:
