@@ -46,6 +46,7 @@ class ProgressPrinter(Callback):
         self.stream = stream
         self.width = max((len(name) for name in pending), default=8)
         self.seconds: dict[str, list[float]] = {}
+        self.notes: set[str] = set()
         self.started = time.monotonic()
 
     def _print(self, text: str) -> None:
@@ -67,6 +68,10 @@ class ProgressPrinter(Callback):
             f"over {result.get('seeds_done')}/{result.get('seeds_total')} seeds | "
             f"{format_duration(seconds[-1])}/seed, left {eta}"
         )
+        note = result.get("device_note")
+        if note and note not in self.notes:  # once per host: a trial's GPUs unusable there
+            self.notes.add(note)
+            self._print(f"note: {note}")
 
     def on_trial_error(self, iteration: int, trials: list, trial: object, **info: object) -> None:
         self._print(f"error: trial {trial.config.get('variant')} failed: {_error_text(trial)}")

@@ -12,6 +12,7 @@ there), and Tune's checkpoint carries the seeds done as a second record.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import tempfile
 import time
@@ -26,6 +27,7 @@ from ablate.data.ebhi import SegmentationData
 from ablate.errors import UserError
 from ablate.store import ResultStore, StudyDir
 from ablate.store.study import CHECKPOINTS, RUN_OUTPUTS, TENSORBOARD
+from ablate.train.device import cpu_fallback_note, trial_device
 from ablate.train.metrics import macro
 from ablate.train.run import RunOutputs, RunResult, execute_run
 
@@ -93,6 +95,15 @@ def _node_id() -> str:
     return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
 
 
+def _gpu_ids() -> list[str] | None:
+    """The GPU ids Ray gave this trial ([] for none); None outside Ray (a direct call)."""
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    return [str(i) for i in ray.get_runtime_context().get_accelerator_ids().get("GPU", [])]
+
+
 def runs_row(
     config: RunConfig, result: RunResult, started: pd.Timestamp, setup: TrialSetup
 ) -> pd.DataFrame:
@@ -107,6 +118,8 @@ def runs_row(
         "node": _node_id(),
         "hostname": socket.gethostname(),
         "device": str(result.device),
+        "accelerator_ids": ",".join(_gpu_ids() or []),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "torch_version": setup.versions.get("torch", ""),
         "ray_version": setup.versions.get("ray", ""),
         "config": config.model_dump_json(),
@@ -117,7 +130,7 @@ def runs_row(
     frame = pd.DataFrame(
         {key: value if key == "best_epoch" else [value] for key, value in row.items()}
     )
-    return frame.astype({"error": "string", "status": "string"})
+    return frame.astype({"error": "string", "status": "string", "cuda_visible_devices": "string"})
 
 
 def _train_with_outputs(
@@ -139,7 +152,8 @@ def _train_with_outputs(
                 study.location.makedirs(*parts[name])
             folder.mkdir(parents=True, exist_ok=True)
         outputs = RunOutputs(checkpoint_dir=local[CHECKPOINTS], tensorboard_dir=local[TENSORBOARD])
-        result = execute_run(config, data, seed, outputs=outputs, cpus=cpus)
+        device = trial_device(_gpu_ids())
+        result = execute_run(config, data, seed, outputs=outputs, cpus=cpus, device=device)
         for name, part in parts.items():
             study.location.put_dir(local[name], *part)
     return result
@@ -191,6 +205,7 @@ def _report(
         "seeds_done": len(done),
         "seeds_total": total,
         "seed_seconds": seconds,
+        "device_note": cpu_fallback_note(_gpu_ids()),
     }
     with tempfile.TemporaryDirectory(prefix="ablate-ckpt-") as folder:
         Path(folder, PROGRESS_FILE).write_text(json.dumps({"variant": variant, "seeds_done": done}))

@@ -3,6 +3,10 @@
 One `DevicePlan` per run, resolved once from the TrainConfig: CUDA when present (bf16
 autocast, channels_last, pinned memory and non-blocking copies), else CPU in fp32 with
 deterministic kernels, so the same seed gives the same numbers on CPU.
+
+Inside a Ray trial the GPUs Ray gave it decide (`trial_device`): none means the CPU, even
+on a machine with GPUs (they belong to other trials); some, with CUDA unavailable to torch,
+means the CPU too, said once in the progress output (`cpu_fallback_note`).
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,6 +67,56 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if device is not None:
         return torch.device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+VISIBLE_DEVICES_ENV = "CUDA_VISIBLE_DEVICES"
+"""Set by Ray for each trial to the GPU ids it was given; torch sees only those."""
+
+
+def visible_devices() -> str | None:
+    """CUDA_VISIBLE_DEVICES as this process has it; None when unset (every GPU visible)."""
+    return os.environ.get(VISIBLE_DEVICES_ENV)
+
+
+def trial_device(gpu_ids: Sequence[str] | None) -> str | None:
+    """The device of a run inside a Ray trial that was given `gpu_ids`.
+
+    Args:
+        gpu_ids: the GPU ids Ray assigned to the trial; None outside Ray (a direct call).
+
+    Returns:
+        "cpu" for a trial given no GPU: Ray leaves CUDA_VISIBLE_DEVICES unset there, so
+        torch would see (and take) GPUs that Ray gave to other trials. None otherwise:
+        CUDA when torch can use it (only the given GPUs are visible), else the CPU.
+    """
+    if gpu_ids is not None and not gpu_ids:
+        return "cpu"
+    return None
+
+
+def cuda_missing_reason() -> str:
+    """Why torch cannot use CUDA in this process, in a few words."""
+    if not torch.backends.cuda.is_built():
+        return f"this torch build has no CUDA (torch {torch.__version__})"
+    visible = visible_devices()
+    where = f" (CUDA_VISIBLE_DEVICES={visible})" if visible is not None else ""
+    return f"torch finds no usable CUDA device{where}: no driver, or no such GPU here"
+
+
+def cpu_fallback_note(gpu_ids: Sequence[str] | None) -> str:
+    """One line when a trial was given GPUs but runs on the CPU, naming its host; else "".
+
+    Example:
+        >>> cpu_fallback_note(["0"])  # on host1, with torch's CPU build
+        'host1: trials were given GPUs but this torch build has no CUDA (torch 2.13.0+cpu);
+        they run on the CPU'
+    """
+    if not gpu_ids or torch.cuda.is_available():
+        return ""
+    return (
+        f"{socket.gethostname()}: trials were given GPUs but {cuda_missing_reason()}; "
+        "they run on the CPU"
+    )
 
 
 def autocast_dtype(

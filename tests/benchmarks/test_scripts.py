@@ -7,6 +7,7 @@ gpu.py on a machine without CUDA the word `unmeasured`.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import subprocess
@@ -52,18 +53,38 @@ def test_gpu_script_reports_or_says_unmeasured() -> None:
 
 @pytest.mark.slow
 def test_gpu_code_path_runs_on_cpu() -> None:
-    """The CUDA branch (matrix, concurrent worker processes, projection) forced onto the CPU."""
-    key, value = run_script(
-        "gpu",
-        "--device=cpu",
-        "--size=32",
-        "--concurrency=1",
-        "--no-compile",
-        "--seconds=2",
-        timeout=600,
-    )
+    """The CUDA branch (matrix, 1 and 2 packed trial processes, projection) on the CPU."""
+    key, value = run_script("gpu", "--device=cpu", "--concurrency=1,2", timeout=600)
     assert key == "gpu_images_per_s"
     assert_positive(value)
+
+
+def _gpu_script(monkeypatch: pytest.MonkeyPatch):
+    """benchmarks/gpu.py as a module (it imports `_common` from its own folder)."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("gpu_benchmark", REPO / "benchmarks" / "gpu.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # its dataclasses look it up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_gpu_fraction_advice_packs_what_fits_and_pays(monkeypatch: pytest.MonkeyPatch) -> None:
+    advice = _gpu_script(monkeypatch).fraction_advice
+    rates = {1: 300.0, 2: 520.0, 4: 560.0}
+    assert advice(80.0, 6.0, rates) == {"fit": 12, "best": 4, "per_gpu": 4, "gpu": 0.25}
+    assert advice(16.0, 6.0, rates)["gpu"] == 0.5  # 0.9 * 16 / 6: two fit
+    assert advice(80.0, 6.0, {1: 300.0, 2: 290.0})["gpu"] == 1.0  # packing did not pay
+    assert advice(80.0, 6.0, {1: 300.0, 2: 520.0, 3: 600.0})["gpu"] == 0.3333
+
+
+def test_gpu_projection_counts_every_image_once_per_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
+    hours = _gpu_script(monkeypatch).run_hours
+    # 1 image/s: an epoch is train + validation (80% of 2228), the test split (20%) once.
+    assert hours(1, 1, 1.0, 1.0) == pytest.approx(2228 / 3600)
+    assert hours(2, 3, 2.0, 4.0) == pytest.approx(
+        2 * (3 * 2228 * (0.72 / 2 + 0.08 / 4) + 2228 * 0.2 / 4) / 3600
+    )
 
 
 @pytest.mark.slow
