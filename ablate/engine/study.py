@@ -15,7 +15,7 @@ from ablate.data.ebhi import SegmentationData
 from ablate.data.source import clear_loaded, load_grid_data
 from ablate.engine.resume import Plan, check_compatible
 from ablate.errors import UserError
-from ablate.grid import Variant, dump_grid, expand_variants, load_grid
+from ablate.grid import Variant, dump_grid, load_grid_variants
 from ablate.store import StudyDir
 
 
@@ -52,8 +52,7 @@ def prepare_study(grid_path: str, out: str | None, resume: bool) -> PreparedStud
     Raises:
         UserError: bad grid, dataset or study directory, or a study made from another grid.
     """
-    grid = load_grid(grid_path)
-    variants = expand_variants(grid)
+    grid, variants = load_grid_variants(grid_path)
     if out is not None and not out.strip():
         raise UserError("--out is empty: give a study directory or URI")
     study = StudyDir.open(out or default_study_dir(grid))

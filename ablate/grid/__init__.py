@@ -5,6 +5,13 @@ it into one `Variant` per run configuration, the baseline first.
 """
 
 from ablate.grid.expand import Variant, dump_grid, expand_variants, runs_count
-from ablate.grid.load import load_grid
+from ablate.grid.load import load_grid, load_grid_variants
 
-__all__ = ["Variant", "dump_grid", "expand_variants", "load_grid", "runs_count"]
+__all__ = [
+    "Variant",
+    "dump_grid",
+    "expand_variants",
+    "load_grid",
+    "load_grid_variants",
+    "runs_count",
+]

@@ -10,7 +10,7 @@ import pandas as pd
 from ablate.data.ebhi import CleaningReport
 from ablate.data.source import load_grid_data
 from ablate.errors import UserError
-from ablate.grid import expand_variants, load_grid
+from ablate.grid import load_grid_variants
 from ablate.train.device import available_cpus
 from ablate.train.metrics import all_foreground, class_metrics
 from ablate.train.run import RunOutputs, RunResult, execute_run
@@ -33,8 +33,8 @@ def train_command(grid: str, seed: int, variant: str = "baseline", out: str | No
     Example:
         $ ablate train grids/quickstart.yaml --seed 0 --variant no-skips
     """
-    config_grid = load_grid(grid)
-    variants = {item.name: item for item in expand_variants(config_grid)}
+    config_grid, listed = load_grid_variants(grid)
+    variants = {item.name: item for item in listed}
     if variant not in variants:
         raise UserError(f"{grid}: no variant {variant!r}; variants: {', '.join(variants)}")
     config = config_grid.run_config(variants[variant].recipe)
