@@ -69,7 +69,7 @@ def write_run(study_dir: Path, variant: str, seed: int, status: str = "ok") -> N
         class_metrics[metric] = 0.123
     _write(study_dir, "class_metrics", variant, seed, class_metrics)
     epochs = [0, 1, 2]
-    offset = 0.1 * VARIANTS.index(variant)
+    offset = 0.1 * VARIANTS.index(variant) if variant in VARIANTS else 0.0
     history = pd.DataFrame(
         {
             "epoch": epochs,

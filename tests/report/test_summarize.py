@@ -176,3 +176,14 @@ def test_full_disk_stops_the_summary_with_one_message(spec, small_disk, fill_dis
     ballast.unlink()  # room again: the same command writes the whole summary
     assert main(["summarize", str(study_dir)]) == 0
     assert (study_dir / "summary" / "report.html").is_file()
+
+
+def test_every_variant_name_reaches_the_summary(study_factory, spec) -> None:
+    # The report once had a reader of its own that dropped files named like temporaries:
+    # a variant called `tmp-check` vanished. It reads through the store now.
+    study_dir = study_factory()
+    for seed in spec.SEEDS:
+        spec.write_run(study_dir, "tmp-check", seed)
+    summarize_command(str(study_dir))
+    deltas = pd.read_csv(study_dir / "summary" / "deltas.csv")
+    assert "tmp-check" in set(deltas["variant"])

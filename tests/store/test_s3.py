@@ -99,3 +99,37 @@ def test_a_run_stores_tables_and_checkpoints_in_s3(s3_endpoint: str, synthetic_r
     assert store.location.fs.get_file_info(
         pafs.FileSelector(store.location.path("tensorboard", "baseline", "seed=0"), recursive=True)
     )
+
+
+def test_a_study_in_a_bucket_is_summarized_in_place_and_crafted_keys_go_nowhere(
+    s3_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The summary reads the bucket through the store and writes summary/ back into it: no
+    local mirror, so an object key holding `..` cannot become a file outside the study."""
+    import importlib.util
+    import sys
+
+    import boto3
+
+    from ablate.report.summarize import summarize
+
+    spec = importlib.util.spec_from_file_location(
+        "s3_study_builder", Path(__file__).parents[1] / "report" / "conftest.py"
+    )
+    builder = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = builder
+    spec.loader.exec_module(builder)
+    local = builder.write_study(tmp_path / "hand")
+    uri = _uri(s3_endpoint, "hand")
+    study = StudyDir.open(uri)
+    study.location.put_dir(local)
+    client = boto3.client("s3", endpoint_url=f"http://{s3_endpoint}", region_name="us-east-1")
+    crafted = "hand/results/runs/../../../../escape/variant=evil__seed=0.parquet"
+    client.put_object(Bucket=BUCKET, Key=crafted, Body=b"not parquet")
+    monkeypatch.chdir(tmp_path)
+    summarize(study)
+    assert study.location.exists("summary", "report.html")
+    assert study.location.exists("summary", "deltas.csv")
+    assert not any(path.name == "escape" for path in tmp_path.rglob("*"))
+    assert not Path("/escape").exists()
+    assert not (local / "summary").exists()  # nothing was written to a local copy either
