@@ -187,3 +187,22 @@ def test_every_variant_name_reaches_the_summary(study_factory, spec) -> None:
     summarize_command(str(study_dir))
     deltas = pd.read_csv(study_dir / "summary" / "deltas.csv")
     assert "tmp-check" in set(deltas["variant"])
+
+
+def test_an_interrupted_summary_leaves_the_previous_one_whole(
+    spec, small_disk, fill_disk, capsys
+) -> None:
+    # Room for the small tables but not for the figures and report.html: the new summary
+    # cannot be written whole, so none of it replaces the old one.
+    study_dir = spec.write_study(small_disk(8) / "study")
+    assert main(["summarize", str(study_dir)]) == 0
+    summary = study_dir / "summary"
+    before = {path.name: path.read_bytes() for path in summary.iterdir()}
+    spec.write_run(study_dir, "tmp-check", 0)  # new results: the next summary differs
+    ballast = fill_disk(study_dir.parent)
+    with ballast.open("r+b") as handle:  # give back 64 KiB
+        handle.truncate(ballast.stat().st_size - (64 << 10))
+    assert main(["summarize", str(study_dir)]) == 1
+    assert "disk is full" in capsys.readouterr().err
+    after = {path.name: path.read_bytes() for path in summary.iterdir()}
+    assert after == before  # byte for byte, and no temporary file left behind
