@@ -186,6 +186,16 @@ CASES = [
 ]
 
 
+def _tiny_grid(folder: Path, data_root: Path) -> Path:
+    """A one-run grid on `data_root` (never trained here: every command is refused first)."""
+    grid = folder / "grid.yaml"
+    grid.write_text(
+        f"study: mine\ndata: {{root: {data_root}}}\nprotocol: {{seeds: 1}}\n"
+        "baseline: {model: {widths: [4, 8]}, train: {image_size: 32, epochs: 1}}\n"
+    )
+    return grid
+
+
 def _run_cli(args: list[str], cwd: Path, env: dict[str, str] | None = None):
     base = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "EBHI_SEG_ROOT")}
     return subprocess.run(
@@ -240,11 +250,7 @@ def test_a_damaged_runs_file_stops_a_resumed_run_before_any_work(
 ) -> None:
     from ablate.grid import dump_grid, load_grid
 
-    grid = tmp_path / "grid.yaml"
-    grid.write_text(
-        f"study: resumed\ndata: {{root: {synthetic_root}}}\nprotocol: {{seeds: 1}}\n"
-        "baseline: {model: {widths: [4, 8]}, train: {image_size: 32, epochs: 1}}\n"
-    )
+    grid = _tiny_grid(tmp_path, synthetic_root)
     study = tmp_path / "study"
     study.mkdir()
     (study / "grid.yaml").write_text(dump_grid(load_grid(grid)))
@@ -320,11 +326,7 @@ def test_summary_links_never_write_outside_the_study(tmp_path: Path) -> None:
 
 
 def test_run_out_refuses_a_folder_it_did_not_make(tmp_path: Path, synthetic_root: Path) -> None:
-    grid = tmp_path / "grid.yaml"
-    grid.write_text(
-        f"study: mine\ndata: {{root: {synthetic_root}}}\nprotocol: {{seeds: 1}}\n"
-        "baseline: {model: {widths: [4, 8]}, train: {image_size: 32, epochs: 1}}\n"
-    )
+    grid = _tiny_grid(tmp_path, synthetic_root)
     folder = tmp_path / "paper"
     (folder / "summary").mkdir(parents=True)
     (folder / "dataset.json").write_text("my own notes")
@@ -338,11 +340,7 @@ def test_run_out_refuses_a_folder_it_did_not_make(tmp_path: Path, synthetic_root
 def test_train_out_refuses_a_folder_that_is_not_a_run_folder(
     tmp_path: Path, synthetic_root: Path
 ) -> None:
-    grid = tmp_path / "grid.yaml"
-    grid.write_text(
-        f"study: mine\ndata: {{root: {synthetic_root}}}\n"
-        "baseline: {model: {widths: [4, 8]}, train: {image_size: 32, epochs: 1}}\n"
-    )
+    grid = _tiny_grid(tmp_path, synthetic_root)
     folder = tmp_path / "weights"
     folder.mkdir()
     (folder / "best.pt").write_bytes(b"someone's model")
