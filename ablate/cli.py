@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ablate import __version__
+from ablate.cache import cache_dir
 from ablate.errors import MachineError, UserError, out_of_space
 
 EXIT_BAD_INPUT = 2
@@ -163,12 +164,6 @@ def _disk_full_message(error: OSError) -> str:
     )
 
 
-def _cache_dir() -> Path:
-    """The user's ablate cache: $ABLATE_CACHE, else ~/.cache/ablate (as data/synth.py)."""
-    base = os.environ.get("ABLATE_CACHE")
-    return Path(base) if base else Path.home() / ".cache" / "ablate"
-
-
 def _crash_report(error: BaseException, argv: list[str], command: str) -> str:
     """The crash log's text: what ran, versions and the traceback; never the environment
     (it may hold credentials), and no local variables."""
@@ -184,7 +179,7 @@ def _crash_report(error: BaseException, argv: list[str], command: str) -> str:
 
 def _save_crash(error: BaseException, argv: list[str], command: str) -> Path:
     """Write the crash log under <cache>/crash/ (a new file each time); returns its path."""
-    folder = _cache_dir() / "crash"
+    folder = cache_dir() / "crash"
     folder.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = folder / f"{stamp}-{os.getpid()}-{command.replace(' ', '-')}.log"

@@ -459,6 +459,12 @@ def _prune_amount_out_of_range(world: World) -> list[str]:
     return ["prune", "study", "--amounts", "0.5,1.5"]
 
 
+def _trial_bigger_than_this_machine(world: World) -> list[str]:
+    # Known before a local Ray starts: refused in seconds, nothing written.
+    world.edit_grid("cpu: 1", "cpu: 1024")
+    return ["run", "grid.yaml", "--out", "study"]
+
+
 def _summarize_empty_study(world: World) -> list[str]:
     (world.root / "study").mkdir()
     return ["summarize", "study"]
@@ -543,6 +549,17 @@ COMMAND_CASES = [
         "cli-train-unknown-variant",
         _args("train", "grid.yaml", "--seed", "0", "--variant", "no-such"),
         ("grid.yaml", "'no-such'", "variants: baseline, no-skips"),
+    ),
+    Case(
+        "cli-train-seed-beyond-the-limit",
+        _args("train", "grid.yaml", "--seed", str(2**31)),
+        ("--seed", str(2**31), "0 to 2147483647"),
+    ),
+    Case(
+        "cli-trials-bigger-than-this-machine",
+        _trial_bigger_than_this_machine,
+        ("resources.cpu is 1024 per trial but this machine has",),
+        max_seconds=FAST_S,
     ),
     Case("cli-data-check-missing-root", _args("data", "check", "nowhere"), ("nowhere",)),
     Case("cli-data-synth-into-non-empty", _synth_into_dataset, ("good", "not empty")),

@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from ablate.cache import cache_dir
 from ablate.config import SyntheticConfig
 
 STROMA_RGB = np.array([236.0, 172.0, 206.0], dtype=np.float32)
@@ -248,11 +249,6 @@ def write_synthetic(out: str | Path, per_class: int, size: int = 224, seed: int 
     return out
 
 
-def _cache_dir() -> Path:
-    base = os.environ.get("ABLATE_CACHE")
-    return Path(base) if base else Path.home() / ".cache" / "ablate"
-
-
 GENERATOR_VERSION = 1
 """Bumped whenever the generator's output changes, so a stale cached dataset is never reused."""
 
@@ -266,7 +262,7 @@ def synthetic_root(config: SyntheticConfig) -> Path:
     one complete copy.
     """
     name = f"v{GENERATOR_VERSION}-{config.per_class}-{config.size}-{config.seed}"
-    target = _cache_dir() / "synthetic" / name
+    target = cache_dir() / "synthetic" / name
     if target.is_dir():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

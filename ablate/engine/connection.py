@@ -161,6 +161,11 @@ def wait_for_exit(processes: list[psutil.Process], timeout: float = RAY_EXIT_TIM
     psutil.wait_procs(alive, timeout=timeout)
 
 
+def ray_is_running() -> bool:
+    """Whether this process (a notebook, the test suite) has already initialised Ray."""
+    return "ray" in sys.modules and sys.modules["ray"].is_initialized()
+
+
 def check_address(address: str | None) -> None:
     """An unreachable or non-Ray address is bad input: refuse it before anything is written.
 
@@ -170,7 +175,7 @@ def check_address(address: str | None) -> None:
     target = cluster_address(address)
     if not target:
         return
-    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+    if ray_is_running():
         return  # the caller's Ray is used as it is
     source = address_source(address)
     check_reachable(target, source)

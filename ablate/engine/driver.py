@@ -72,20 +72,42 @@ def check_fits(per_trial: dict[str, float], may_grow: bool) -> None:
 
     cluster = ray.cluster_resources()
     has = {name: cluster.get(name.upper(), 0) for name in per_trial}
-    short = [
-        f"resources.{name} is {need:g} per trial but the cluster has {has[name]:g}"
-        for name, need in per_trial.items()
-        if need > has[name]
-    ]
-    if not short:
+    text = _shortfall(per_trial, has, "the cluster")
+    if not text:
         return
-    text = "; ".join(short)
     if may_grow:
         print(f"warning: {text}; trials wait until the cluster grows", file=sys.stderr, flush=True)
         return
     raise UserError(
         f"the grid's trials do not fit this Ray instance: {text}. Lower them in the grid, "
         "or join a larger cluster with --address"
+    )
+
+
+def check_fits_this_machine(resources: Resources) -> None:
+    """Before a local Ray instance starts (no --address): refuse trials bigger than this
+    machine, so a grid asking for 8 CPUs on a 2-core laptop writes nothing.
+
+    Raises:
+        UserError: naming the resource, what a trial asks and what the machine has.
+    """
+    import torch
+
+    has = {"cpu": len(os.sched_getaffinity(0)), "gpu": torch.cuda.device_count()}
+    text = _shortfall({"cpu": resources.cpu, "gpu": resources.gpu or 0.0}, has, "this machine")
+    if text:
+        raise UserError(
+            f"the grid's trials do not fit this machine: {text}. Lower them in the grid, or "
+            "join a larger cluster with --address"
+        )
+
+
+def _shortfall(need: dict[str, float], has: dict[str, float], where: str) -> str:
+    """'resources.cpu is 8 per trial but this machine has 2' for each resource short."""
+    return "; ".join(
+        f"resources.{name} is {amount:g} per trial but {where} has {has[name]:g}"
+        for name, amount in need.items()
+        if amount > has[name]
     )
 
 

@@ -7,8 +7,13 @@ import sys
 import time
 from dataclasses import replace
 
-from ablate.engine.connection import check_address, cluster_address, ray_connection
-from ablate.engine.driver import Trainable, run_trials, versions
+from ablate.engine.connection import (
+    check_address,
+    cluster_address,
+    ray_connection,
+    ray_is_running,
+)
+from ablate.engine.driver import Trainable, check_fits_this_machine, run_trials, versions
 from ablate.engine.lock import StudyLock
 from ablate.engine.messages import format_duration, plural
 from ablate.engine.progress import ProgressPrinter
@@ -67,6 +72,8 @@ def run_grid(
     began = time.monotonic()
     prepared = prepare_study(grid, out, resume)
     check_address(address)
+    if cluster_address(address) is None and not ray_is_running():
+        check_fits_this_machine(prepared.grid.resources)
     try:
         _run_locked(prepared, address, max_concurrent, began, trainable)
     except UserError:
@@ -199,7 +206,7 @@ def _prune(prepared: PreparedStudy) -> None:
         return
     print("pruning sensitivity ...", flush=True)
     with stops_when_disk_full(prepared.study.location, "the pruning analysis"):
-        prune_study(prepared.study, pruning)
+        prune_study(prepared.study, pruning, on_ray=ray_is_running())
 
 
 def _summarize(prepared: PreparedStudy) -> bool:

@@ -80,7 +80,7 @@ def prune_command(
         raise UserError(f"{study_dir}: no completed runs in results/runs; run `ablate run` first")
     _check_names("--variants", config.variants, sorted(set(runs["variant"])))
     with ray_connection(address):  # joins --address/RAY_ADDRESS, else a local Ray
-        errors = run_pruning(study, config)
+        errors = run_pruning(study, config, on_ray=True)
     _print_worst(study)
     _refresh_report(study)
     if errors:

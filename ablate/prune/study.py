@@ -112,45 +112,39 @@ def _run_ray(
     return {spec: ray.get(future) for spec, future in futures.items()}
 
 
-def _ray_running() -> bool:
-    if "ray" not in sys.modules:  # nobody started Ray in this process
-        return False
-    import ray
-
-    return ray.is_initialized()
-
-
-def run_pruning(study: StudyDir, config: PruningConfig) -> dict[str, str]:
-    """Analyse the pending runs; returns errors by "variant seed N"."""
+def run_pruning(study: StudyDir, config: PruningConfig, on_ray: bool = False) -> dict[str, str]:
+    """Analyse the pending runs, as Ray tasks when `on_ray` (the caller is connected to
+    Ray), else one after another in this process; returns errors by "variant seed N"."""
     specs = pending_runs(study, config)
     errors: dict[str, str] = {}
     if specs:
         datasets = _datasets(specs)
-        run = _run_ray if _ray_running() else _run_local
+        run = _run_ray if on_ray else _run_local
         for spec, error in run(specs, datasets, config).items():
             if error is not None:
                 errors[f"{spec.variant} seed {spec.seed}"] = error
     return errors
 
 
-def prune_study(study: StudyDir, config: PruningConfig) -> None:
+def prune_study(study: StudyDir, config: PruningConfig, on_ray: bool = False) -> None:
     """Pruning sensitivity of every completed run of a study.
 
     Writes results/pruning, results/weight_distance and results/grad_norms (one file per
     run; runs that have all three, with every requested pruning step, are skipped; steps
     not stored yet are added to a run's rows); the summary shows them (`pruning_section`,
-    ablate/prune/report.py). Runs are
-    spread as Ray tasks when Ray is initialised, else analysed in this process. A run whose
-    analysis fails is reported on stderr and left for the next call, so one broken run
-    never costs the others (or the training before them) their results.
+    ablate/prune/report.py). A run whose analysis fails is reported on stderr and left for
+    the next call, so one broken run never costs the others (or the training before them)
+    their results.
 
     Args:
         study: study directory with a runs table and checkpoints.
         config: methods, scopes, amounts and the variants to analyse (None: all).
+        on_ray: spread the runs as Ray tasks (the caller is connected to Ray), else analyse
+            them one after another in this process.
 
     Example:
         >>> study = StudyDir.open("runs/quickstart")
         >>> prune_study(study, PruningConfig(amounts=[0.5]))  # doctest: +SKIP
     """
-    for run, error in run_pruning(study, config).items():
+    for run, error in run_pruning(study, config, on_ray).items():
         print(f"warning: pruning of {run} failed: {error}", file=sys.stderr)

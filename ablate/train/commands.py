@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ablate.config import MAX_SEED
 from ablate.data.ebhi import CleaningReport
 from ablate.data.source import load_grid_data
 from ablate.errors import UserError
@@ -33,6 +34,8 @@ def train_command(grid: str, seed: int, variant: str = "baseline", out: str | No
     Example:
         $ ablate train grids/quickstart.yaml --seed 0 --variant no-skips
     """
+    if not 0 <= seed <= MAX_SEED:
+        raise UserError(f"--seed {seed}: seeds are whole numbers from 0 to {MAX_SEED}")
     config_grid, listed = load_grid_variants(grid)
     variants = {item.name: item for item in listed}
     if variant not in variants:
