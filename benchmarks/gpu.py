@@ -56,7 +56,7 @@ class Setting:
 
 def _model(widths: list[int], device: torch.device, channels_last: bool) -> torch.nn.Module:
     from ablate.config import ModelConfig
-    from ablate.models.unet import build_model
+    from ablate.models import build_model
 
     torch.manual_seed(0)
     model = build_model(ModelConfig(widths=widths), out_channels=1).to(device)
