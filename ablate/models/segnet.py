@@ -3,14 +3,14 @@
 Layout for widths [w1, ..., wL, wB] (depth L = len(widths) - 1):
 
     encoder level k (1..L): block(w_{k-1} -> w_k), then 2x2 max pool that keeps where each
-                            maximum came from (the pooling "switches")
+                            maximum came from (the pooling indices)
     bottleneck:             BOTTLENECKS entry (w_L -> wB)
     decoder level k (L..1): 1x1 conv w_{k+1} -> w_k (only when the widths differ), max-unpool
-                            with level k's switches (each value back at its maximum's
+                            with level k's indices (each value back at its maximum's
                             position, zeros elsewhere), block(w_k -> w_k)
     head:                   1x1 conv w_1 -> out_channels
 
-No encoder features are concatenated into the decoder: only the switches cross over. The
+No encoder features are concatenated into the decoder: only the pooling indices cross over. The
 original SegNet reduces the width with the last conv of each decoder level; the 1x1 conv
 before unpooling does it here, so the same `widths` give U-Net and SegNet the same levels and
 blocks and the comparison isolates skips-and-upsampling versus index unpooling.
@@ -30,32 +30,24 @@ from ablate.models.encoder_decoder import EncoderDecoder
 from ablate.models.layers import INITS
 
 
-def _spread(x: torch.Tensor) -> torch.Tensor:
-    """Each value copied into its 2x2 window: (B, C, h, w) -> (B, C, 2h, 2w)."""
+def pool_with_indices(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """2x2 max pool of (B, C, H, W) and where each maximum was: flat indices h * W + w into
+    each (H, W) plane, int64 (B, C, H/2, W/2)."""
+    return F.max_pool2d(x, 2, return_indices=True)
+
+
+def unpool(x: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """Max-unpool (B, C, h, w) into (B, C, 2h, 2w): each value back at its maximum's
+    position, zeros elsewhere.
+
+    Equal to F.max_unpool2d, written as a scatter: PyTorch flags max_unpool2d as
+    nondeterministic (CPU runs here use deterministic algorithms, which would warn on every
+    call), while a scatter of unique indices is deterministic on CPU and CUDA alike.
+    """
     batch, channels, height, width = x.shape
-    wide = x[:, :, :, None, :, None].expand(batch, channels, height, 2, width, 2)
-    return wide.reshape(batch, channels, 2 * height, 2 * width)
-
-
-def pool_with_switches(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """2x2 max pool of (B, C, H, W), and a bool (B, C, H, W) mask of each window's maximum.
-
-    The mask is built from the pooling indices (one position per window, ties included),
-    not by comparing values, which would mark every tied zero after a ReLU.
-    """
-    pooled, indices = F.max_pool2d(x, 2, return_indices=True)  # indices: flat h * W + w
-    height, width = x.shape[-2:]
-    positions = torch.arange(height * width, device=x.device).view(height, width)
-    return pooled, _spread(indices) == positions
-
-
-def unpool(x: torch.Tensor, switches: torch.Tensor) -> torch.Tensor:
-    """Max-unpool (B, C, h, w) into (B, C, 2h, 2w) at the positions `switches` marks.
-
-    Equal to F.max_unpool2d with the pooling indices, but without its scatter, which
-    PyTorch flags as nondeterministic (CPU runs here use deterministic algorithms).
-    """
-    return _spread(x) * switches
+    planes = x.new_zeros(batch, channels, 4 * height * width)
+    planes = planes.scatter(2, indices.flatten(2), x.flatten(2))
+    return planes.view(batch, channels, 2 * height, 2 * width)
 
 
 class UnpoolLevel(nn.Module):
@@ -70,11 +62,11 @@ class UnpoolLevel(nn.Module):
         )
         self.block = block
 
-    def forward(self, x: torch.Tensor, switches: torch.Tensor) -> torch.Tensor:
-        """x (B, w_{k+1}, h, w), switches bool (B, w_k, 2h, 2w) -> (B, w_k, 2h, 2w)."""
+    def forward(self, x: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """x (B, w_{k+1}, h, w), pooling indices (B, w_k, h, w) -> (B, w_k, 2h, 2w)."""
         if self.project is not None:
             x = self.project(x)  # (B, w_k, h, w)
-        return self.block(unpool(x, switches))
+        return self.block(unpool(x, indices))
 
 
 class SegNet(EncoderDecoder):
@@ -122,13 +114,13 @@ class SegNet(EncoderDecoder):
 
     def decode(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Decoder outputs, level 1 first: (B, w_k, h / 2**(k-1), w / 2**(k-1)) for level k."""
-        switches = []
+        indices = []
         for level in self.encoder:
-            x, switch = pool_with_switches(level(x))
-            switches.append(switch)
+            x, where = pool_with_indices(level(x))
+            indices.append(where)
         x = self.bottleneck(x)
         outputs = []
-        for level, switch in zip(reversed(self.decoder), reversed(switches), strict=True):
-            x = level(x, switch)
+        for level, where in zip(reversed(self.decoder), reversed(indices), strict=True):
+            x = level(x, where)
             outputs.append(x)
         return outputs[::-1]

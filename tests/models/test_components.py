@@ -18,7 +18,7 @@ from ablate.models.attention import AttentionGate
 from ablate.models.blocks import BLOCKS, ResidualBlock, SqueezeExcite
 from ablate.models.bottlenecks import ASPP, ASPP_RATES, BOTTLENECKS
 from ablate.models.layers import ACTIVATIONS, CONV_TYPES, INITS, UPSAMPLERS
-from ablate.models.segnet import pool_with_switches, unpool
+from ablate.models.segnet import pool_with_indices, unpool
 from ablate.prune.methods import prune_copy, sparsity
 from ablate.prune.scopes import layer_names, scope_targets
 
@@ -201,13 +201,27 @@ def test_module_groups_partition_the_convs(arch: str, depth: int) -> None:
 def test_unpool_matches_max_unpool2d() -> None:
     torch.manual_seed(0)
     x = torch.relu(torch.randn(2, 5, 8, 12))  # ReLU zeros: ties inside windows
-    pooled, switches = pool_with_switches(x)
-    _, indices = F.max_pool2d(x, 2, return_indices=True)
-    with warnings.catch_warnings():  # max_unpool2d warns about determinism; only compared
+    pooled, indices = pool_with_indices(x)
+    with warnings.catch_warnings():  # max_unpool2d may warn about determinism; only compared
         warnings.simplefilter("ignore")
         expected = F.max_unpool2d(pooled, indices, 2, output_size=x.shape[-2:])
-    assert torch.equal(unpool(pooled, switches), expected)
-    assert int(switches.sum()) == pooled.numel()  # one position per window, ties included
+    assert torch.equal(unpool(pooled, indices), expected)
+    channels_last = x.to(memory_format=torch.channels_last)
+    assert torch.equal(unpool(*pool_with_indices(channels_last)), expected)
+
+
+def test_unpool_runs_under_deterministic_algorithms_without_warning() -> None:
+    x = torch.randn(2, 3, 8, 8, requires_grad=True)
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            unpool(*pool_with_indices(x)).sum().backward()
+    finally:
+        torch.use_deterministic_algorithms(previous)
+    # The gradient reaches exactly the maxima: one per 2x2 window.
+    assert int((x.grad != 0).sum()) == 2 * 3 * 4 * 4
 
 
 def test_segnet_decoder_sees_no_encoder_features() -> None:
