@@ -26,6 +26,9 @@ Init = Literal["kaiming", "xavier", "default"]
 Arch = Literal["unet", "segnet"]
 Block = Literal["plain", "residual"]
 Bottleneck = Literal["plain", "aspp"]
+SKIPLESS_ARCHS = ("segnet",)
+"""Architectures without skip connections: skips, attention gates and their removals do not
+apply to them."""
 Optimizer = Literal["adam", "adamw", "sgd"]
 Schedule = Literal["none", "cosine", "poly", "plateau"]
 Precision = Literal["auto", "fp32", "bf16"]
@@ -164,7 +167,7 @@ class ModelConfig(Strict):
         if unknown:
             raise ValueError(f"disabled_skips {unknown} exceed the {levels} encoder levels")
         problems = self._segnet_problems() if self.arch == "segnet" else []
-        if self.arch == "unet" and self.attention and not self.skip_levels():
+        if self.arch not in SKIPLESS_ARCHS and self.attention and not self.skip_levels():
             problems.append("attention gates act on skip connections, and every skip is off")
         if self.deep_supervision and levels < 2:
             problems.append(
@@ -202,9 +205,9 @@ class ModelConfig(Strict):
     def skip_enabled(self, level: int) -> bool:
         """Whether the skip connection of encoder level `level` (1 = shallowest) is on.
 
-        Always False for SegNet, which has no skip connections.
+        Always False for an architecture without skip connections (SegNet).
         """
-        return self.arch == "unet" and self.skips and level not in self.disabled_skips
+        return self.arch not in SKIPLESS_ARCHS and self.skips and level not in self.disabled_skips
 
     def skip_levels(self) -> list[int]:
         """Levels whose skip connection is on (1 = shallowest); [] for SegNet."""

@@ -23,7 +23,7 @@ import annotated_types
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from ablate.config import LOSS_TERMS, AugmentOp, Recipe
+from ablate.config import LOSS_TERMS, SKIPLESS_ARCHS, AugmentOp, Recipe
 from ablate.registry import Registry
 
 SECTIONS: tuple[str, ...] = ("model", "train", "augment")
@@ -69,7 +69,7 @@ def _unchanged(name: str, why: str) -> ComponentError:
 
 def _no_skips_in(recipe: Recipe, name: str) -> ComponentError | None:
     """Why `name` cannot be removed from an architecture without skip connections."""
-    if recipe.model.arch == "unet":
+    if recipe.model.arch not in SKIPLESS_ARCHS:
         return None
     return ComponentError(
         f"cannot remove {name!r}: arch {recipe.model.arch} has no skip connections "

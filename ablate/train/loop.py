@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from ablate.config import Task, TrainConfig
 from ablate.train.device import DevicePlan
 from ablate.train.evaluate import VAL_SCORES, Loss, class_targets, evaluate_loss
-from ablate.train.losses import DeepSupervisionLoss
+from ablate.train.losses import deep_supervision_loss
 from ablate.train.optim import EpochSchedule
 
 HISTORY_COLUMNS = [
@@ -53,17 +53,6 @@ def _loss_target(mask: torch.Tensor, category: torch.Tensor, task: Task) -> torc
     """The loss's target: float (B, 1, h, w) for binary, class labels (B, h, w) otherwise."""
     target = class_targets(mask, category, task)
     return target.unsqueeze(1).float() if task == "binary" else target
-
-
-def _deep_supervision(
-    model: nn.Module, loss_fn: Loss, train: TrainConfig
-) -> DeepSupervisionLoss | None:
-    """The training loss over main and auxiliary heads when the model has auxiliary heads
-    (`model.deep_supervision`); None trains on `model(x)` alone. Validation, evaluation
-    and prediction always use `model(x)`, the main head."""
-    if not getattr(model, "deep_supervision", False):
-        return None
-    return DeepSupervisionLoss(loss_fn, train.aux_weight, train.aux_decay)
 
 
 def fit(
@@ -110,7 +99,7 @@ def fit(
         ...              train=config.train, task="binary", num_categories=6, plan=plan)
     """
     history = [] if history is None else history
-    deep = _deep_supervision(model, loss_fn, train)
+    deep = deep_supervision_loss(model, loss_fn, train)
     patience = train.patience if monitor_loader is not None else None
     best_loss, best_epoch, best_state, stale = math.inf, None, None, 0
     status, epoch = "ok", 0

@@ -17,9 +17,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 
-from ablate.config import Task
+from ablate.config import Task, TrainConfig
 from ablate.errors import UserError
 from ablate.registry import Registry
 
@@ -214,3 +215,21 @@ class DeepSupervisionLoss:
         for weight, head in zip(weights, [logits, *aux], strict=True):
             total = total + weight * self.loss(head, target)
         return total / sum(weights)
+
+
+def deep_supervision_loss(
+    model: nn.Module,
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    train: TrainConfig,
+) -> DeepSupervisionLoss | None:
+    """The training loss over main and auxiliary heads when `model` has auxiliary heads
+    (`model.deep_supervision`, see ablate.models.EncoderDecoder); None when it trains on
+    `model(x)` alone. Validation, evaluation and prediction always use `model(x)`.
+
+    Example:
+        >>> deep = deep_supervision_loss(model, build_loss("dice", "binary"), config.train)
+        >>> loss = deep(*model.forward_with_aux(images), target) if deep else ...
+    """
+    if not getattr(model, "deep_supervision", False):
+        return None
+    return DeepSupervisionLoss(loss, train.aux_weight, train.aux_decay)

@@ -15,7 +15,6 @@ from ablate.config import Recipe
 from ablate.errors import GridError
 from ablate.grid import expand_variants, load_grid
 from ablate.grid.components import REMOVABLE, ComponentError, removal_changes, removals_for
-from ablate.grid.expand import _apply
 from ablate.models import build_model
 
 WriteGrid = Callable[..., Path]
@@ -46,6 +45,13 @@ def _fingerprint(recipe: Recipe) -> tuple[str, list[tuple[str, tuple[int, ...]]]
     with torch.no_grad():
         logits = model(torch.ones(1, 3, 32, 32))
     return repr(model), shapes, logits
+
+
+def _apply(recipe: Recipe, changes: dict[str, Any]) -> Recipe:
+    """`recipe` with model.* changes applied, validated."""
+    assert all(key.startswith("model.") for key in changes), changes
+    model = {**recipe.model.model_dump(), **{k.split(".", 1)[1]: v for k, v in changes.items()}}
+    return Recipe.model_validate({**recipe.model_dump(), "model": model})
 
 
 def _model_removals(recipe: Recipe) -> list[str]:
