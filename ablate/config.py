@@ -32,6 +32,12 @@ Norm = Literal[
 Activation = Literal["relu", "leaky_relu", "elu", "gelu", "silu"]
 Upsampling = Literal["transpose", "bilinear"]
 Init = Literal["kaiming", "xavier", "default"]
+Arch = Literal["unet", "segnet"]
+Block = Literal["plain", "residual"]
+Bottleneck = Literal["plain", "aspp"]
+SKIPLESS_ARCHS = ("segnet",)
+"""Architectures without skip connections: skips, attention gates and their removals do not
+apply to them."""
 Optimizer = Literal["adam", "adamw", "sgd"]
 Schedule = Literal["none", "cosine", "poly", "plateau"]
 Precision = Literal["auto", "fp32", "bf16"]
@@ -217,7 +223,7 @@ class ProtocolConfig(Strict):
 
 
 class ModelConfig(Strict):
-    """One configurable U-Net."""
+    """One configurable encoder-decoder network: a U-Net or a SegNet."""
 
     widths: Annotated[
         list[Annotated[int, Field(ge=1, le=MAX_WIDTH)]], Field(max_length=MAX_LEVELS)
@@ -229,25 +235,73 @@ class ModelConfig(Strict):
     block, plain after the first conv only."""
     activation: Activation = "relu"
     upsampling: Upsampling = "transpose"
-    """transpose: 2x2 transposed conv; bilinear: bilinear resize then 1x1 conv."""
+    """transpose: 2x2 transposed conv; bilinear: bilinear resize then 1x1 conv. U-Net only:
+    SegNet upsamples with the pooling indices."""
     skips: bool = True
-    """All skip connections on (True) or off (False)."""
+    """All skip connections on (True) or off (False). U-Net only."""
     disabled_skips: list[PositiveInt] = []
-    """Skip connections switched off, by level: 1 is the shallowest."""
+    """Skip connections switched off, by level: 1 is the shallowest. U-Net only."""
     dropout: Probability = 0.0
     """Dropout probability in the bottleneck and decoder blocks; 0 means no dropout layer."""
     init: Init = "kaiming"
     """Weight initialisation; `default` keeps PyTorch's own."""
+    arch: Arch = "unet"
+    """unet: skip connections concatenate encoder features into the decoder; segnet: no
+    skips, the decoder unpools with the encoder's max-pool indices (Badrinarayanan et al.)."""
+    block: Block = "plain"
+    """Conv block of every level: plain (conv-norm-act twice) or residual (the same two
+    convs plus an identity or 1x1-projection shortcut, added before the last activation)."""
+    se: bool = False
+    """Squeeze-and-excitation (Hu et al.) at the end of every encoder and decoder block."""
+    attention: bool = False
+    """Additive attention gates on the skip connections that are on (Oktay et al. 2018):
+    the coarser decoder features weight each skip pixel before the concatenation. U-Net only."""
+    bottleneck: Bottleneck = "plain"
+    """plain: a conv block; aspp: atrous spatial pyramid pooling (DeepLabv3: 1x1 conv, three
+    dilated 3x3 convs, image pooling, then a 1x1 projection)."""
+    deep_supervision: bool = False
+    """Auxiliary 1x1 heads on decoder levels 2..depth whose upsampled logits add weighted
+    loss terms in training (train.aux_weight, train.aux_decay); predictions use the main
+    head only. Needs depth >= 2."""
 
     @model_validator(mode="after")
-    def _skips_exist(self) -> ModelConfig:
+    def _parts_fit(self) -> ModelConfig:
         if len(self.widths) < 2:
             raise ValueError("widths needs at least two levels (one encoder level + bottleneck)")
         levels = len(self.widths) - 1
         unknown = [level for level in self.disabled_skips if level > levels]
         if unknown:
             raise ValueError(f"disabled_skips {unknown} exceed the {levels} encoder levels")
+        problems = self._segnet_problems() if self.arch == "segnet" else []
+        if self.arch not in SKIPLESS_ARCHS and self.attention and not self.skip_levels():
+            problems.append("attention gates act on skip connections, and every skip is off")
+        if self.deep_supervision and levels < 2:
+            problems.append(
+                "deep_supervision puts heads on decoder levels 2..depth and needs depth >= 2 "
+                f"(widths {self.widths} have depth {levels})"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
+
+    def _segnet_problems(self) -> list[str]:
+        """Settings that mean nothing for SegNet: refused rather than silently ignored."""
+        problems = []
+        if not self.skips or self.disabled_skips:
+            problems.append(
+                "arch segnet has no skip connections (it reuses the encoder's pooling "
+                "indices): leave skips and disabled_skips at their defaults"
+            )
+        if self.attention:
+            problems.append(
+                "arch segnet has no skip connections for attention gates: set attention: false"
+            )
+        if self.upsampling != "transpose":
+            problems.append(
+                "arch segnet upsamples with the encoder's pooling indices, so upsampling does "
+                "not apply: leave it at its default (transpose)"
+            )
+        return problems
 
     @property
     def depth(self) -> int:
@@ -255,8 +309,15 @@ class ModelConfig(Strict):
         return len(self.widths) - 1
 
     def skip_enabled(self, level: int) -> bool:
-        """Whether the skip connection of encoder level `level` (1 = shallowest) is on."""
-        return self.skips and level not in self.disabled_skips
+        """Whether the skip connection of encoder level `level` (1 = shallowest) is on.
+
+        Always False for an architecture without skip connections (SegNet).
+        """
+        return self.arch not in SKIPLESS_ARCHS and self.skips and level not in self.disabled_skips
+
+    def skip_levels(self) -> list[int]:
+        """Levels whose skip connection is on (1 = shallowest); [] for SegNet."""
+        return [level for level in range(1, self.depth + 1) if self.skip_enabled(level)]
 
 
 class TrainConfig(Strict):
@@ -291,6 +352,13 @@ class TrainConfig(Strict):
     """Wrap the model in torch.compile."""
     num_workers: int | None = Field(None, ge=0, le=MAX_WORKERS)
     """DataLoader workers; None sizes them from the trial's CPUs."""
+    aux_weight: float = Field(0.5, gt=0.0)
+    """Deep supervision (model.deep_supervision): loss weight of the auxiliary head on
+    decoder level 2; the main head weighs 1."""
+    aux_decay: float = Field(0.5, gt=0.0, le=1.0)
+    """Deep supervision: each deeper auxiliary head weighs `aux_decay` times the one above,
+    so level k weighs aux_weight * aux_decay**(k - 2) (defaults: 0.5, 0.25, 0.125...). The
+    training loss is the weighted mean of the heads' losses."""
 
     @field_validator("loss")
     @classmethod

@@ -78,7 +78,7 @@ def bare_run(config, data, seed: int, epochs: int, cpus: int) -> float:
     """Seconds of a minimal train + evaluate loop doing the same work as one engine run."""
     from ablate.data.augment import build_augmentation
     from ablate.data.split import split_indices
-    from ablate.models.unet import build_model
+    from ablate.models import build_model
     from ablate.train.losses import build_loss
     from ablate.train.optim import build_optimizer
 

@@ -63,7 +63,7 @@ def pipeline_rate(loader, epochs: int, max_batches: int | None) -> tuple[float, 
 def training_rate(config, batch, steps: int, threads: int) -> float:
     """images/s of forward + backward + step on one in-memory batch (engine loop semantics)."""
     torch.set_num_threads(threads)
-    from ablate.models.unet import build_model
+    from ablate.models import build_model
     from ablate.train.losses import build_loss
     from ablate.train.optim import build_optimizer
 

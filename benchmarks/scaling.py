@@ -41,7 +41,7 @@ CALIBRATION = """
 import time, torch
 torch.set_num_threads(1)
 from ablate.config import ModelConfig
-from ablate.models.unet import build_model
+from ablate.models import build_model
 model = build_model(ModelConfig(widths=[8, 16, 32, 64]), 1)
 x = torch.rand(8, 3, 96, 96)
 for _ in range(STEPS):

@@ -23,7 +23,7 @@ import annotated_types
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from ablate.config import LOSS_TERMS, AugmentOp, Recipe
+from ablate.config import LOSS_TERMS, SKIPLESS_ARCHS, AugmentOp, Recipe
 from ablate.registry import Registry
 
 SECTIONS: tuple[str, ...] = ("model", "train", "augment")
@@ -67,11 +67,34 @@ def _unchanged(name: str, why: str) -> ComponentError:
     return ComponentError(f"cannot remove {name!r}: {why}, so the variant would equal the baseline")
 
 
-@_removable("skips", "every skip connection off: the decoder sees only upsampled features")
+def _no_skips_in(recipe: Recipe, name: str) -> ComponentError | None:
+    """Why `name` cannot be removed from an architecture without skip connections."""
+    if recipe.model.arch not in SKIPLESS_ARCHS:
+        return None
+    return ComponentError(
+        f"cannot remove {name!r}: arch {recipe.model.arch} has no skip connections "
+        "(SegNet reuses the encoder's pooling indices instead)"
+    )
+
+
+@_removable(
+    "skips",
+    "every skip connection off: the decoder sees only upsampled features (attention gates go "
+    "with them). U-Net only",
+)
 def _remove_skips(recipe: Recipe) -> Changes:
+    refused = _no_skips_in(recipe, "skips")
+    if refused:
+        raise refused
     if not recipe.model.skips:
         raise _unchanged("skips", "the baseline has skips: false")
-    return {"model.skips": False}
+    return {"model.skips": False, **_gates_without_skips(recipe, [])}
+
+
+def _gates_without_skips(recipe: Recipe, kept: list[int]) -> Changes:
+    """Attention gates live on skips: with no skip left they go too (else the config is
+    invalid), and the variant's name says what it removed."""
+    return {"model.attention": False} if recipe.model.attention and not kept else {}
 
 
 @_removable("norm", "no normalization layers (model.norm: none)")
@@ -103,11 +126,58 @@ def _remove_deepest_level(recipe: Recipe) -> Changes:
     model = recipe.model
     if model.depth < 2:
         raise ComponentError("cannot remove 'deepest-level': the baseline has a single level")
+    if model.deep_supervision and model.depth == 2:
+        raise ComponentError(
+            "cannot remove 'deepest-level': deep supervision needs depth >= 2; declare a named "
+            "variant that also sets deep_supervision: false"
+        )
     changes: Changes = {"model.widths": list(model.widths[:-1])}
     kept = [level for level in model.disabled_skips if level < model.depth]
     if kept != list(model.disabled_skips):
         changes["model.disabled_skips"] = kept
-    return changes
+    remaining = [level for level in model.skip_levels() if level < model.depth]
+    return {**changes, **_gates_without_skips(recipe, remaining)}
+
+
+@_removable("attention", "plain skip concatenation, no attention gates (model.attention: false)")
+def _remove_attention(recipe: Recipe) -> Changes:
+    refused = _no_skips_in(recipe, "attention")
+    if refused:
+        raise refused
+    if not recipe.model.attention:
+        raise _unchanged("attention", "the baseline has attention: false")
+    return {"model.attention": False}
+
+
+@_removable("se", "no squeeze-and-excitation in the blocks (model.se: false)")
+def _remove_se(recipe: Recipe) -> Changes:
+    if not recipe.model.se:
+        raise _unchanged("se", "the baseline has se: false")
+    return {"model.se": False}
+
+
+@_removable(
+    "deep-supervision",
+    "main head only: no auxiliary heads, no auxiliary loss terms (model.deep_supervision: false)",
+)
+def _remove_deep_supervision(recipe: Recipe) -> Changes:
+    if not recipe.model.deep_supervision:
+        raise _unchanged("deep-supervision", "the baseline has deep_supervision: false")
+    return {"model.deep_supervision": False}
+
+
+@_removable("residual", "plain conv blocks, no shortcut (model.block: plain)")
+def _remove_residual(recipe: Recipe) -> Changes:
+    if recipe.model.block != "residual":
+        raise _unchanged("residual", f"the baseline has block: {recipe.model.block}")
+    return {"model.block": "plain"}
+
+
+@_removable("aspp", "a plain conv block as bottleneck instead of ASPP (model.bottleneck: plain)")
+def _remove_aspp(recipe: Recipe) -> Changes:
+    if recipe.model.bottleneck != "aspp":
+        raise _unchanged("aspp", f"the baseline has bottleneck: {recipe.model.bottleneck}")
+    return {"model.bottleneck": "plain"}
 
 
 @_removable("augmentation", "every augmentation op off (augment.ops: {}); copies kept")
@@ -171,9 +241,16 @@ def _skip_removal(level: int) -> Removal:
     name = f"skip-{level}"
 
     def changes(recipe: Recipe) -> Changes:
+        refused = _no_skips_in(recipe, name)
+        if refused:
+            raise refused
         if not recipe.model.skip_enabled(level):
             raise _unchanged(name, f"the baseline's skip connection {level} is already off")
-        return {"model.disabled_skips": sorted({*recipe.model.disabled_skips, level})}
+        kept = [other for other in recipe.model.skip_levels() if other != level]
+        return {
+            "model.disabled_skips": sorted({*recipe.model.disabled_skips, level}),
+            **_gates_without_skips(recipe, kept),
+        }
 
     return Removal(name, f"skip connection of encoder level {level} off (1 = shallowest)", changes)
 

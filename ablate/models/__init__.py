@@ -1,5 +1,18 @@
-"""The configurable U-Net (`build_model`) and its registries of named parts."""
+"""The configurable networks (`build_model`: U-Net, SegNet) and their registries of named
+parts: ARCHS (build.py), BLOCKS (blocks.py), BOTTLENECKS (bottlenecks.py), NORMS,
+ACTIVATIONS, UPSAMPLERS, INITS (layers.py)."""
 
-from ablate.models.unet import UNet, build_model, conv_layers, output_channels
+from ablate.models.build import ARCHS, build_model, conv_layers, output_channels
+from ablate.models.encoder_decoder import EncoderDecoder
+from ablate.models.segnet import SegNet
+from ablate.models.unet import UNet
 
-__all__ = ["UNet", "build_model", "conv_layers", "output_channels"]
+__all__ = [
+    "ARCHS",
+    "EncoderDecoder",
+    "SegNet",
+    "UNet",
+    "build_model",
+    "conv_layers",
+    "output_channels",
+]

@@ -1,12 +1,15 @@
-"""A configurable U-Net whose parts (norm, activation, upsampling, skips) come from registries.
+"""A configurable U-Net whose parts (block, norm, activation, upsampling, bottleneck, skips,
+attention gates, deep supervision) come from registries and flags.
 
 Layout for widths [w1, ..., wL, wB] (depth L = len(widths) - 1):
 
-    encoder level k (1..L): ConvBlock(w_{k-1} -> w_k), then 2x2 max pool
-    bottleneck:             ConvBlock(w_L -> wB)
-    decoder level k (L..1): upsample (w_{k+1} -> w_k), concat the encoder's level-k output
-                            when skip k is on, ConvBlock(2 w_k or w_k -> w_k)
+    encoder level k (1..L): block(w_{k-1} -> w_k), then 2x2 max pool
+    bottleneck:             BOTTLENECKS entry (w_L -> wB): a block, or ASPP
+    decoder level k (L..1): upsample (w_{k+1} -> w_k); when skip k is on, the encoder's
+                            level-k output (gated by attention when on) is concatenated;
+                            block(2 w_k or w_k -> w_k)
     head:                   1x1 conv w_1 -> out_channels
+    aux heads (optional):   1x1 conv on decoder levels 2..L (deep supervision)
 
 All 3x3 convs use padding 1, so the logits have the input's height and width; both must be
 divisible by 2**depth.
@@ -14,77 +17,42 @@ divisible by 2**depth.
 
 from __future__ import annotations
 
-import math
-from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ablate.config import ModelConfig
-from ablate.models.layers import (
-    ACTIVATIONS,
-    CONV_TYPES,
-    INITS,
-    NORMS,
-    UPSAMPLERS,
-    ActivationFactory,
-    NormFactory,
-    parse_norm,
-)
-
-
-class ConvBlock(nn.Sequential):
-    """conv3x3 -> [norm] -> act -> conv3x3 -> [norm if double] -> act -> [dropout].
-
-    A conv followed by a norm has no bias: the norm's shift makes it redundant. Absent layers
-    (norm `none`, dropout 0) are not created, so the block's children are exactly its layers.
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        *,
-        norm: NormFactory,
-        double_norm: bool,
-        activation: ActivationFactory,
-        dropout: float = 0.0,
-    ) -> None:
-        layers: OrderedDict[str, nn.Module] = OrderedDict()
-        channels = in_channels
-        for index, wants_norm in ((1, True), (2, double_norm)):
-            norm_layer = norm(out_channels) if wants_norm else None
-            layers[f"conv{index}"] = nn.Conv2d(
-                channels, out_channels, kernel_size=3, padding=1, bias=norm_layer is None
-            )
-            if norm_layer is not None:
-                layers[f"norm{index}"] = norm_layer
-            layers[f"act{index}"] = activation()
-            channels = out_channels
-        if dropout > 0:
-            layers["dropout"] = nn.Dropout(dropout)
-        super().__init__(layers)
+from ablate.models.attention import AttentionGate
+from ablate.models.blocks import LayerKit
+from ablate.models.bottlenecks import BOTTLENECKS
+from ablate.models.encoder_decoder import EncoderDecoder
+from ablate.models.layers import INITS, UPSAMPLERS
 
 
 class DecoderLevel(nn.Module):
-    """Upsample the deeper features, join the skip (if any), and convolve."""
+    """Upsample the deeper features, join the skip (gated, if attention is on), convolve."""
 
-    def __init__(self, up: nn.Module, block: ConvBlock, skip: bool) -> None:
+    def __init__(
+        self, up: nn.Module, block: nn.Module, skip: bool, gate: AttentionGate | None = None
+    ) -> None:
         super().__init__()
         self.up = up
+        self.gate = gate
         self.block = block
         self.skip = skip
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
-        x = self.up(x)  # (B, w_k, 2h, 2w)
+        """x (B, w_{k+1}, h, w), skip (B, w_k, 2h, 2w) -> (B, w_k, 2h, 2w)."""
+        up = self.up(x)  # (B, w_k, 2h, 2w)
         if self.skip:
-            x = torch.cat([skip, x], dim=1)  # (B, 2 w_k, 2h, 2w)
-        return self.block(x)
+            if self.gate is not None:
+                skip = self.gate(skip, x)  # the coarser decoder features gate the skip
+            up = torch.cat([skip, up], dim=1)  # (B, 2 w_k, 2h, 2w)
+        return self.block(up)
 
 
-class UNet(nn.Module):
+class UNet(EncoderDecoder):
     """U-Net with named, swappable parts.
 
     Args:
@@ -99,6 +67,11 @@ class UNet(nn.Module):
         skips: one flag per encoder level (level 1 first); None means all on.
         dropout: dropout probability in the bottleneck and decoder blocks; 0 adds no layer.
         init: an INITS name, applied once after the layers are built.
+        block: a BLOCKS name ("plain", "residual").
+        se: squeeze-and-excitation at the end of every block.
+        attention: an attention gate on every skip connection that is on.
+        bottleneck: a BOTTLENECKS name ("plain", "aspp").
+        deep_supervision: auxiliary heads on decoder levels 2..depth (`forward_with_aux`).
 
     Example:
         >>> model = UNet(widths=[8, 16, 32], out_channels=1, skips=[False, True])
@@ -119,121 +92,50 @@ class UNet(nn.Module):
         skips: Sequence[bool] | None = None,
         dropout: float = 0.0,
         init: str = "kaiming",
+        block: str = "plain",
+        se: bool = False,
+        attention: bool = False,
+        bottleneck: str = "plain",
+        deep_supervision: bool = False,
     ) -> None:
-        super().__init__()
-        norm_factory = NORMS.get(norm)
-        activation_factory = ACTIVATIONS.get(activation)
+        kit = LayerKit.from_names(
+            block=block, norm=norm, double_norm=double_norm, activation=activation, se=se
+        )
         upsampler = UPSAMPLERS.get(upsampling)
+        make_bottleneck = BOTTLENECKS.get(bottleneck)
         initialize = INITS.get(init)
-        if len(widths) < 2:
-            raise ValueError(f"widths needs at least two levels, got {list(widths)}")
-        depth = len(widths) - 1
+        super().__init__(widths)
+        depth, widths = self.depth, self.widths
         skips = [True] * depth if skips is None else list(skips)
         if len(skips) != depth:
             raise ValueError(f"skips has {len(skips)} flags for {depth} encoder levels")
-
-        self.widths = list(widths)
-        self.depth = depth
         self.skips = skips
 
-        def block(cin: int, cout: int, drop: float) -> ConvBlock:
-            return ConvBlock(
-                cin,
-                cout,
-                norm=norm_factory,
-                double_norm=double_norm,
-                activation=activation_factory,
-                dropout=drop,
-            )
-
-        inputs = [in_channels, *self.widths[:-1]]
-        self.encoder = nn.ModuleList(block(inputs[k], self.widths[k], 0.0) for k in range(depth))
-        self.bottleneck = block(self.widths[-2], self.widths[-1], dropout)
+        inputs = [in_channels, *widths[:-1]]
+        self.encoder = nn.ModuleList(kit.conv_block(inputs[k], widths[k]) for k in range(depth))
+        self.bottleneck = make_bottleneck(widths[-2], widths[-1], kit=kit, dropout=dropout)
         self.decoder = nn.ModuleList(
             DecoderLevel(
-                up=upsampler(self.widths[k + 1], self.widths[k]),
-                block=block(self.widths[k] * (2 if skips[k] else 1), self.widths[k], dropout),
+                up=upsampler(widths[k + 1], widths[k]),
+                block=kit.conv_block(widths[k] * (2 if skips[k] else 1), widths[k], dropout),
                 skip=skips[k],
+                gate=AttentionGate(widths[k], widths[k + 1]) if attention and skips[k] else None,
             )
             for k in range(depth)
         )
-        self.head = nn.Conv2d(self.widths[0], out_channels, kernel_size=1)
+        self._build_heads(out_channels, deep_supervision)
         initialize(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, in_channels, h, w) -> logits (B, out_channels, h, w); h, w divisible by 2**depth."""
-        self._check_size(x)
+    def decode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Decoder outputs, level 1 first: (B, w_k, h / 2**(k-1), w / 2**(k-1)) for level k."""
         features = []
         for level in self.encoder:
             x = level(x)
             features.append(x)
             x = F.max_pool2d(x, 2)
         x = self.bottleneck(x)
+        outputs = []
         for level, skip in zip(reversed(self.decoder), reversed(features), strict=True):
             x = level(x, skip)
-        return self.head(x)
-
-    def _check_size(self, x: torch.Tensor) -> None:
-        factor = 2**self.depth
-        height, width = x.shape[-2:]
-        if height % factor or width % factor:
-            raise ValueError(
-                f"input size {height}x{width} is not divisible by 2**depth = {factor} "
-                f"(depth {self.depth} from widths {self.widths}); choose train.image_size "
-                f"as a multiple of {factor}"
-            )
-
-    def module_groups(self) -> dict[str, list[nn.Module]]:
-        """Named groups of modules for pruning and analysis.
-
-        "encoder-k", "bottleneck", "decoder-k" (its upsampler included) and "head" partition
-        the network; "low-level" (encoder levels 1..ceil(L/2)) and "high-level" (the deeper
-        encoder levels and the bottleneck) overlap them.
-        """
-        groups: dict[str, list[nn.Module]] = {}
-        for k, level in enumerate(self.encoder, start=1):
-            groups[f"encoder-{k}"] = [level]
-        groups["bottleneck"] = [self.bottleneck]
-        for k, level in enumerate(self.decoder, start=1):
-            groups[f"decoder-{k}"] = [level]
-        groups["head"] = [self.head]
-        shallow = math.ceil(self.depth / 2)
-        groups["low-level"] = list(self.encoder[:shallow])
-        groups["high-level"] = [*self.encoder[shallow:], self.bottleneck]
-        return groups
-
-
-def conv_layers(model: nn.Module) -> dict[str, nn.Conv2d | nn.ConvTranspose2d]:
-    """Every conv (and transposed conv) of `model` by qualified name, e.g. "encoder.0.conv1"."""
-    modules = model.named_modules()
-    return {name: module for name, module in modules if isinstance(module, CONV_TYPES)}
-
-
-def output_channels(task: str, categories: Sequence[str]) -> int:
-    """Logit channels: 1 for `binary`, background + one per category for `multiclass`."""
-    return 1 if task == "binary" else 1 + len(categories)
-
-
-def build_model(config: ModelConfig, out_channels: int) -> UNet:
-    """The U-Net a `ModelConfig` describes; the one place config turns into arguments.
-
-    Args:
-        config: the run's model section.
-        out_channels: 1 for `task: binary`, 1 + categories for `task: multiclass`.
-
-    Example:
-        >>> build_model(ModelConfig(widths=[8, 16, 32], norm="instance"), out_channels=1).depth
-        2
-    """
-    norm, double_norm = parse_norm(config.norm)
-    return UNet(
-        widths=config.widths,
-        out_channels=out_channels,
-        norm=norm,
-        double_norm=double_norm,
-        activation=config.activation,
-        upsampling=config.upsampling,
-        skips=[config.skip_enabled(level) for level in range(1, config.depth + 1)],
-        dropout=config.dropout,
-        init=config.init,
-    )
+            outputs.append(x)
+        return outputs[::-1]

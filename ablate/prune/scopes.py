@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from ablate.models.unet import conv_layers
+from ablate.models import conv_layers
 from ablate.registry import Registry
 
 # Single blocks of the U-Net; "low-level"/"high-level" are unions of blocks.

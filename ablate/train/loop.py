@@ -1,5 +1,7 @@
 """The training loop: one flat function, epoch after epoch, early stopping on a monitor split.
 
+With deep supervision the training loss is the weighted mean over the main and auxiliary
+heads (`DeepSupervisionLoss`); the monitor loss is the main head's alone, like evaluation.
 The loss is accumulated on the device and read once per epoch (with the validation numbers),
 so the loop never waits for the accelerator inside an epoch. A NaN or infinite loss ends the
 run as diverged; the caller decides what that means for the metrics.
@@ -20,6 +22,7 @@ from torch.utils.data import DataLoader
 from ablate.config import Task, TrainConfig
 from ablate.train.device import DevicePlan
 from ablate.train.evaluate import VAL_SCORES, Loss, class_targets, evaluate_loss
+from ablate.train.losses import deep_supervision_loss
 from ablate.train.optim import EpochSchedule
 
 HISTORY_COLUMNS = [
@@ -74,7 +77,10 @@ def fit(
         train_loader: training batches (image at training size, mask at training size).
         monitor_loader: the split early stopping watches (validation, or test when the
             protocol has no validation split); None trains blind, keeping the last weights.
-        loss_fn: loss(logits, target) from `build_loss`.
+        loss_fn: loss(logits, target) from `build_loss`. A model with deep supervision
+            (`model.deep_supervision`) trains on `DeepSupervisionLoss` over its main and
+            auxiliary logits (`model.forward_with_aux`), weighted by train.aux_weight and
+            train.aux_decay; the monitor loss is always the main head's.
         optimizer: from `build_optimizer`.
         schedule: from `build_schedule`, stepped once per epoch with the monitor loss.
         train: epochs and patience (None: no early stopping, the last weights are kept).
@@ -93,6 +99,7 @@ def fit(
         ...              train=config.train, task="binary", num_categories=6, plan=plan)
     """
     history = [] if history is None else history
+    deep = deep_supervision_loss(model, loss_fn, train)
     patience = train.patience if monitor_loader is not None else None
     best_loss, best_epoch, best_state, stale = math.inf, None, None, 0
     status, epoch = "ok", 0
@@ -109,8 +116,11 @@ def fit(
                 plan.to_device(batch["mask"]), plan.to_device(batch["category"]), task
             )
             with plan.autocast():
-                logits = model(images)  # (B, C, h, w)
-            loss = loss_fn(logits, target)
+                if deep is None:
+                    logits = model(images)  # (B, C, h, w)
+                else:
+                    logits, aux = model.forward_with_aux(images)  # aux: levels 2..depth
+            loss = loss_fn(logits, target) if deep is None else deep(logits, aux, target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -13,13 +13,14 @@ included). All loss math runs in float32, also under bf16 autocast.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 from torch.nn import functional as F
 
-from ablate.config import Task
+from ablate.config import Task, TrainConfig
 from ablate.errors import UserError
 from ablate.registry import Registry
 
@@ -175,3 +176,60 @@ def build_loss(spec: str, task: Task) -> WeightedLoss:
         torch.Size([])
     """
     return WeightedLoss(terms=parse_loss(spec), task=task)
+
+
+def aux_weights(levels: int, weight: float, decay: float) -> list[float]:
+    """Loss weights of `levels` auxiliary heads, decoder level 2 first: weight * decay**i.
+
+    Example:
+        >>> aux_weights(3, 0.5, 0.5)
+        [0.5, 0.25, 0.125]
+    """
+    return [weight * decay**index for index in range(levels)]
+
+
+@dataclass(frozen=True)
+class DeepSupervisionLoss:
+    """Deep supervision's training loss: the weighted mean of one loss over the main logits
+    (weight 1) and the auxiliary logits of decoder levels 2..depth (`aux_weights`).
+
+    Dividing by the weights' sum keeps the value on the scale of the main loss, so training
+    curves of variants with and without deep supervision stay comparable.
+
+    Attributes:
+        loss: the run's loss, (logits, target) -> scalar (from `build_loss`).
+        weight: train.aux_weight, the weight of the level-2 head.
+        decay: train.aux_decay, the factor from one level to the next deeper one.
+    """
+
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    weight: float
+    decay: float
+
+    def __call__(
+        self, logits: torch.Tensor, aux: Sequence[torch.Tensor], target: torch.Tensor
+    ) -> torch.Tensor:
+        """logits and each aux tensor (B, C, h, w) against one target -> float32 scalar."""
+        weights = [1.0, *aux_weights(len(aux), self.weight, self.decay)]
+        total = logits.new_zeros((), dtype=torch.float32)
+        for weight, head in zip(weights, [logits, *aux], strict=True):
+            total = total + weight * self.loss(head, target)
+        return total / sum(weights)
+
+
+def deep_supervision_loss(
+    model: nn.Module,
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    train: TrainConfig,
+) -> DeepSupervisionLoss | None:
+    """The training loss over main and auxiliary heads when `model` has auxiliary heads
+    (`model.deep_supervision`, see ablate.models.EncoderDecoder); None when it trains on
+    `model(x)` alone. Validation, evaluation and prediction always use `model(x)`.
+
+    Example:
+        >>> deep = deep_supervision_loss(model, build_loss("dice", "binary"), config.train)
+        >>> loss = deep(*model.forward_with_aux(images), target) if deep else ...
+    """
+    if not getattr(model, "deep_supervision", False):
+        return None
+    return DeepSupervisionLoss(loss, train.aux_weight, train.aux_decay)

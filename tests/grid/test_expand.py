@@ -158,7 +158,16 @@ def test_format_value(value: object, text: str) -> None:
 def test_every_removal_of_a_rich_baseline_changes_it() -> None:
     baseline = Recipe.model_validate(
         {
-            "model": {"dropout": 0.2, "disabled_skips": [3], "widths": [8, 16, 32, 64]},
+            "model": {
+                "dropout": 0.2,
+                "disabled_skips": [3],
+                "widths": [8, 16, 32, 64],
+                "block": "residual",
+                "se": True,
+                "attention": True,
+                "bottleneck": "aspp",
+                "deep_supervision": True,
+            },
             "train": {"balanced": True, "schedule": "cosine"},
             "augment": {"normalize": True, "ops": {op: 0.5 for op in typing.get_args(AugmentOp)}},
         }

@@ -10,7 +10,7 @@ import torch
 
 from ablate.data.ebhi import SegmentationData
 from ablate.data.loader import build_eval_loader
-from ablate.models.unet import build_model
+from ablate.models import build_model
 from ablate.train.device import plan_device
 from ablate.train.evaluate import evaluate_loss, predict_counts
 from ablate.train.losses import build_loss
