@@ -58,7 +58,7 @@ def _loss_target(mask: torch.Tensor, category: torch.Tensor, task: Task) -> torc
 def fit(
     model: nn.Module,
     train_loader: DataLoader,
-    monitor_loader: DataLoader | None,
+    monitor_loader: DataLoader,
     loss_fn: Loss,
     optimizer: Optimizer,
     schedule: EpochSchedule,
@@ -67,8 +67,8 @@ def fit(
     task: Task,
     num_categories: int,
     plan: DevicePlan,
+    history: list[dict[str, Any]],
     writer: Any | None = None,
-    history: list[dict[str, Any]] | None = None,
 ) -> FitResult:
     """Train `model` in place for up to `train.epochs` epochs.
 
@@ -76,7 +76,7 @@ def fit(
         model: the network, already on `plan.device`.
         train_loader: training batches (image at training size, mask at training size).
         monitor_loader: the split early stopping watches (validation, or test when the
-            protocol has no validation split); None trains blind, keeping the last weights.
+            protocol has no validation split).
         loss_fn: loss(logits, target) from `build_loss`. A model with deep supervision
             (`model.deep_supervision`) trains on `DeepSupervisionLoss` over its main and
             auxiliary logits (`model.forward_with_aux`), weighted by train.aux_weight and
@@ -87,20 +87,20 @@ def fit(
         task: binary or multiclass.
         num_categories: categories of the dataset (groups of the monitor Dice).
         plan: device, autocast and memory format.
-        writer: a tensorboardX SummaryWriter, or None.
         history: list that receives one row per epoch as it finishes (kept by the caller
-            even if training raises); a fresh list when None.
+            even if training raises).
+        writer: a tensorboardX SummaryWriter, or None.
 
     Returns:
         FitResult; the model holds the weights of `best_epoch`.
 
     Example:
         >>> result = fit(model, train_loader, val_loader, loss_fn, optimizer, schedule,
-        ...              train=config.train, task="binary", num_categories=6, plan=plan)
+        ...              train=config.train, task="binary", num_categories=6, plan=plan,
+        ...              history=[])
     """
-    history = [] if history is None else history
     deep = deep_supervision_loss(model, loss_fn, train)
-    patience = train.patience if monitor_loader is not None else None
+    patience = train.patience
     best_loss, best_epoch, best_state, stale = math.inf, None, None, 0
     status, epoch = "ok", 0
 
@@ -128,13 +128,9 @@ def fit(
             seen += images.shape[0]
 
         train_loss = loss_sum / max(seen, 1)
-        if monitor_loader is not None:
-            val_loss, val_scores = evaluate_loss(
-                model, monitor_loader, loss_fn, task, num_categories, plan
-            )
-        else:
-            val_loss = torch.full((), math.nan, device=plan.device)
-            val_scores = torch.full((len(VAL_SCORES),), math.nan, device=plan.device)
+        val_loss, val_scores = evaluate_loss(
+            model, monitor_loader, loss_fn, task, num_categories, plan
+        )
         # The one host sync of the epoch.
         train_value, val_value, *score_values = torch.cat(
             [train_loss.view(1), val_loss.view(1), val_scores]
@@ -151,9 +147,7 @@ def fit(
         if writer is not None:
             _log_epoch(writer, row)
 
-        if not math.isfinite(train_value) or (
-            monitor_loader is not None and not math.isfinite(val_value)
-        ):
+        if not math.isfinite(train_value) or not math.isfinite(val_value):
             status = "diverged"
             break
         schedule.step(val_value)

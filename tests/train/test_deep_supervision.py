@@ -78,6 +78,7 @@ def _fit(root: Path, data: SegmentationData, model_fields: dict, **train: object
         task="binary",
         num_categories=len(data.categories),
         plan=plan_device(config.train, "cpu"),
+        history=[],
     )
     # One call per training batch of the one epoch; validation never asks for aux logits.
     assert calls["forward_with_aux"] in (0, len(train_loader))

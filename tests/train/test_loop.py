@@ -39,12 +39,12 @@ def _fit_parts(root: Path, data: SegmentationData, **train: object) -> dict:
     }
 
 
-def _fit(parts: dict, loss_fn: Loss, monitor: bool = True) -> FitResult:
+def _fit(parts: dict, loss_fn: Loss) -> FitResult:
     config = parts["config"]
     return fit(
         parts["model"],
         parts["train_loader"],
-        parts["val_loader"] if monitor else None,
+        parts["val_loader"],
         loss_fn,
         parts["optimizer"],
         parts["schedule"],
@@ -52,6 +52,7 @@ def _fit(parts: dict, loss_fn: Loss, monitor: bool = True) -> FitResult:
         task="binary",
         num_categories=6,
         plan=plan_device(config.train, "cpu"),
+        history=[],
     )
 
 
@@ -89,13 +90,3 @@ def test_history_logs_the_learning_rate_of_each_epoch(
     assert lrs[0] == pytest.approx(0.01)
     assert lrs[0] > lrs[1] > lrs[2] > 0
     assert lrs[1] == pytest.approx(0.01 * (1 + math.cos(math.pi / 3)) / 2)
-
-
-def test_without_a_monitor_split_every_epoch_runs_and_the_last_weights_stay(
-    synthetic_root: Path, synthetic_data: SegmentationData
-) -> None:
-    parts = _fit_parts(synthetic_root, synthetic_data, epochs=2, patience=1)
-    result = _fit(parts, build_loss("dice", "binary"), monitor=False)
-    assert result.status == "ok"
-    assert result.epochs == result.best_epoch == 2
-    assert all(math.isnan(row["val_loss"]) for row in result.history)
