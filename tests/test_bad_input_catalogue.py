@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import importlib.util
 import os
 import re
 import socket
@@ -35,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from ablate_testing import load_conftest
 
 REPO = Path(__file__).resolve().parents[1]
 EXIT_BAD_INPUT = 2
@@ -46,13 +46,7 @@ Ray's minutes of retries."""
 
 def _load_data_cases():
     """tests/data/conftest.py as a plain module: its EbhiBuilder and BAD_DATASETS table."""
-    spec = importlib.util.spec_from_file_location(
-        "bad_input_catalogue_data_cases", REPO / "tests" / "data" / "conftest.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_conftest("data/conftest.py")
 
 
 DATA_CASES = _load_data_cases()

@@ -14,7 +14,6 @@ tests/report/conftest.py), broken in one way per case.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import subprocess
@@ -26,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from ablate_testing import load_conftest
 
 from ablate.cli import main
 
@@ -35,13 +35,7 @@ EXIT_BAD_INPUT = 2
 
 def _load_study_builder():
     """tests/report/conftest.py as a plain module (a conftest cannot be imported by name)."""
-    spec = importlib.util.spec_from_file_location(
-        "bad_study_catalogue_builder", REPO / "tests" / "report" / "conftest.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_conftest("report/conftest.py")
 
 
 BUILDER = _load_study_builder()

@@ -15,11 +15,9 @@ once; on a machine with 2 or more CUDA GPUs the same test expects `cuda:0` in ev
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import os
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -27,6 +25,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 import torch
+from ablate_testing import load_conftest
 
 from ablate.config import Resources
 from ablate.data.source import load_data
@@ -57,13 +56,7 @@ TRIAL_RESOURCES = (
 
 def _cluster_helpers():
     """tests/cluster/conftest.py as a plain module: its LocalCluster and _run_ablate."""
-    spec = importlib.util.spec_from_file_location(
-        "gpu_packing_cluster_helpers", REPO / "tests" / "cluster" / "conftest.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_conftest("cluster/conftest.py")
 
 
 CLUSTER = _cluster_helpers()

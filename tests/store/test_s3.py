@@ -106,20 +106,12 @@ def test_a_study_in_a_bucket_is_summarized_in_place_and_crafted_keys_go_nowhere(
 ) -> None:
     """The summary reads the bucket through the store and writes summary/ back into it: no
     local mirror, so an object key holding `..` cannot become a file outside the study."""
-    import importlib.util
-    import sys
-
     import boto3
+    from ablate_testing import load_conftest
 
     from ablate.report.summarize import summarize
 
-    spec = importlib.util.spec_from_file_location(
-        "s3_study_builder", Path(__file__).parents[1] / "report" / "conftest.py"
-    )
-    builder = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = builder
-    spec.loader.exec_module(builder)
-    local = builder.write_study(tmp_path / "hand")
+    local = load_conftest("report/conftest.py").write_study(tmp_path / "hand")
     uri = _uri(s3_endpoint, "hand")
     study = StudyDir.open(uri)
     study.location.put_dir(local)
