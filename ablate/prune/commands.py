@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from ablate.config import PruningConfig
+from ablate.config import GridConfig, PruningConfig
 from ablate.engine.connection import ray_connection
 from ablate.errors import UserError
 from ablate.prune.methods import PRUNE_METHODS
@@ -15,9 +15,8 @@ from ablate.report.summarize import summarize
 from ablate.store import StudyDir
 
 
-def _grid_pruning(study: StudyDir) -> PruningConfig:
+def _grid_pruning(grid: GridConfig | None) -> PruningConfig:
     """The `pruning:` section of the study's stored grid, else the defaults."""
-    grid = study.read_grid()
     return grid.pruning if grid is not None and grid.pruning is not None else PruningConfig()
 
 
@@ -30,7 +29,7 @@ def _check_names(option: str, names: list[str] | None, valid: list[str]) -> None
 
 
 def resolve_config(
-    study: StudyDir,
+    grid: GridConfig | None,
     variants: list[str] | None,
     methods: list[str] | None,
     scopes: list[str] | None,
@@ -44,7 +43,7 @@ def resolve_config(
         raise UserError(f"--amounts: {outside} outside [0, 1] (shares of weights to prune)")
     if amounts is not None and not amounts:
         raise UserError("--amounts: no amount given")
-    base = _grid_pruning(study)
+    base = _grid_pruning(grid)
     overrides = {"variants": variants, "methods": methods, "scopes": scopes, "amounts": amounts}
     return base.model_copy(
         update={key: value for key, value in overrides.items() if value is not None}
@@ -74,7 +73,8 @@ def prune_command(
     """
     study = StudyDir.open(study_dir)
     study.require_study()
-    config = resolve_config(study, variants, methods, scopes, amounts)
+    grid = study.read_grid()
+    config = resolve_config(grid, variants, methods, scopes, amounts)
     runs = study.results().ok_runs()
     if runs.empty:
         raise UserError(f"{study_dir}: no completed runs in results/runs; run `ablate run` first")
@@ -82,16 +82,16 @@ def prune_command(
     with ray_connection(address):  # joins --address/RAY_ADDRESS, else a local Ray
         errors = run_pruning(study, config, on_ray=True)
     _print_worst(study)
-    _refresh_report(study)
+    _refresh_report(study, grid)
     if errors:
         lines = "\n".join(f"  - {run}: {error}" for run, error in errors.items())
         raise UserError(f"{study_dir}: pruning failed for {len(errors)} run(s)\n{lines}")
 
 
-def _refresh_report(study: StudyDir) -> None:
+def _refresh_report(study: StudyDir, grid: GridConfig | None) -> None:
     """Rebuild summary/ and report.html, whose pruning section shows the new results."""
     try:
-        summarize(study, sections=[pruning_section])
+        summarize(study, sections=[pruning_section], grid=grid)
     except UserError as error:  # the pruning results are stored; only the report is stale
         print(f"warning: report.html not refreshed: {error}", file=sys.stderr)
 

@@ -104,6 +104,15 @@ def _expected(grid: GridConfig | None, variants: list[str] | None, runs: pd.Data
     return Expected(names, seeds, from_grid=True)
 
 
+def _study_name(grid: GridConfig | None, runs: pd.DataFrame, study: StudyDir) -> str:
+    """The grid's study name, else the one the runs carry, else the folder's."""
+    if grid is not None:
+        return grid.study
+    if "study" in runs and runs["study"].notna().any():
+        return str(runs["study"].dropna().iloc[0])
+    return study.folder_name
+
+
 def _of_runs(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """The rows of `table` that belong to `runs` (by variant and seed)."""
     if table.empty:
@@ -142,7 +151,7 @@ def load_study(
     ok_runs = store.ok_runs()
     return StudyResults(
         study=study,
-        name=grid.study if grid is not None else study.name,
+        name=_study_name(grid, runs, study),
         runs=runs,
         ok_runs=ok_runs,
         class_metrics=_of_runs(store.read("class_metrics"), ok_runs),

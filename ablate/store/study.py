@@ -18,7 +18,6 @@ never goes through a link that leaves the study, and the summary is replaced as 
 from __future__ import annotations
 
 import json
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -119,14 +118,14 @@ class StudyDir:
         return self.location.fs.get_file_info(self.path(*parts)).type == pafs.FileType.File
 
     def results(self, study: str | None = None) -> ResultStore:
-        """The study's Parquet tables; `study` fills the `study` column of what is written."""
-        return ResultStore(self.location, study=study or self.name)
+        """The study's Parquet tables; `study` (the grid's study name; default: the folder's
+        name) fills the `study` column of what is written."""
+        return ResultStore(self.location, study=study)
 
-    @cached_property
-    def name(self) -> str:
-        """The study's name: the stored grid's, else the folder's."""
-        grid = self.read_grid() if self._is_file(GRID_FILE) else None
-        return grid.study if grid else self.location.root.rstrip("/").rsplit("/", 1)[-1]
+    @property
+    def folder_name(self) -> str:
+        """The study directory's own name (the last part of its path)."""
+        return self.location.root.rstrip("/").rsplit("/", 1)[-1]
 
     # Text files ---------------------------------------------------------------------------
 
