@@ -111,11 +111,11 @@ class GridOrigin:
         setter = label_of(self.overridden, tuple(path))
         if setter is not None:
             return f"{text} ({setter})"
-        notes = [self._line(tuple(path)), labels_below(self.overridden, tuple(path))]
-        notes = [note for note in notes if note]
-        if notes and notes[-1].startswith("--set"):
-            notes[-1] = f"with {notes[-1]}"
-        return f"{text} ({', '.join(notes)})" if notes else text
+        line = self._line(tuple(path))
+        below = labels_below(self.overridden, tuple(path))
+        if line and below:  # the file's key, failing a check because of overrides below it
+            return f"{text} ({line}, with {below})"
+        return f"{text} ({line or below})" if line or below else text
 
     def _line(self, path: KeyPath) -> str | None:
         """'line 12' or 'base.yaml line 3' (inherited); None when the key is not written."""
