@@ -31,8 +31,10 @@ import pandas as pd
 from ablate.config import GridConfig, ProtocolConfig
 from ablate.engine.lock import LockOwner
 from ablate.engine.messages import format_duration, short_error
+from ablate.errors import UserError
 from ablate.grid import expand_variants
 from ablate.store import StudyDir
+from ablate.store.study import GRID_FILE
 
 RUNNING, STOPPED, FINISHED = "running", "stopped", "finished"
 FINISHED_STATUSES = ("ok", "failed", "diverged")
@@ -291,8 +293,15 @@ def read_lock(study: StudyDir) -> LockState | None:
     return LockState(owner.pid, owner.host, owner.started_at, alive=alive, since=since)
 
 
+def _variant_names(study: StudyDir, grid: GridConfig) -> list[str]:
+    try:
+        return [variant.name for variant in expand_variants(grid)]
+    except UserError as error:
+        raise UserError(f"{study.path(GRID_FILE)}: its ablations do not expand: {error}") from None
+
+
 def _expected(
-    grid: GridConfig | None, runs: pd.DataFrame
+    study: StudyDir, grid: GridConfig | None, runs: pd.DataFrame
 ) -> tuple[list[str], dict[str, list[int]], bool]:
     """Variant names, each variant's expected seeds, and whether those are exact: from the
     stored grid, and the stored runs outside it; from the store alone without a grid."""
@@ -301,7 +310,7 @@ def _expected(
         seeds = sorted({int(seed) for seed in runs["seed"]}) if not runs.empty else []
         return stored, {name: seeds for name in stored}, True
     plan = expected_seeds(grid.protocol)
-    names = [variant.name for variant in expand_variants(grid)]
+    names = _variant_names(study, grid)
     extra = [name for name in stored if name not in names]
     seeds = {name: plan.seeds for name in names}
     for name in extra:  # a variant the grid no longer declares: its stored seeds
@@ -351,8 +360,8 @@ def _variant_status(
     """One variant's counts, running seed, pending seeds, mean duration and last error.
 
     Args:
-        watch_since: when the live lock was taken (running seeds are looked for), or None
-            (nothing runs: NaN), or NaN when running seeds cannot be known.
+        watch_since: when the live lock was taken (a seed with files since then runs);
+            None when nothing runs; NaN when running seeds cannot be seen (a URI).
     """
     counts = rows["status"].value_counts() if not rows.empty else pd.Series(dtype=int)
     finished = {int(seed) for seed in rows["seed"]} if not rows.empty else set()
@@ -440,7 +449,7 @@ def study_status(study: StudyDir, now: float | None = None) -> StudyStatus:
     lock = read_lock(study)
     runs = study.results().read("runs")
     grid = study.read_grid()
-    names, seeds, exact = _expected(grid, runs)
+    names, seeds, exact = _expected(study, grid, runs)
     live = lock is not None and lock.alive is not False
     watch = _watch_since(study, lock) if live else None
     variants = [
