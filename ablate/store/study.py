@@ -375,13 +375,21 @@ def parse_stored_yaml(text: str, where: str) -> dict[str, Any]:
     try:
         data = loader.get_single_data()
     except (yaml.YAMLError, RecursionError) as error:
-        reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
+        reason = "nested too deeply" if isinstance(error, RecursionError) else _yaml_reason(error)
         raise UserError(f"{where}: not a grid ablate stored ({reason})") from None
     finally:
         loader.dispose()
     if not isinstance(data, dict):
         raise UserError(f"{where}: not a grid ablate stored (not a YAML mapping)")
     return data
+
+
+def _yaml_reason(error: yaml.YAMLError) -> str:
+    """A YAML error on one line (PyYAML's own text quotes the line with a caret below it)."""
+    problem, mark = getattr(error, "problem", None), getattr(error, "problem_mark", None)
+    if problem and mark is not None:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(error).split())
 
 
 def _dataset_problem(report: object) -> str | None:
