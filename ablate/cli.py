@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ablate import __version__
 from ablate.cache import cache_dir
-from ablate.errors import MachineError, UserError, out_of_space
+from ablate.errors import MachineError, StudyIncomplete, UserError, out_of_space
 
 EXIT_BAD_INPUT = 2
 
@@ -54,6 +54,19 @@ class _FlatNumbers(argparse.Action):
         setattr(namespace, self.dest, [number for numbers in values for number in numbers])
 
 
+def _add_overrides(parser: argparse.ArgumentParser) -> None:
+    """`--set KEY=VALUE`, repeatable: keys of the grid changed without editing its file."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change a grid key (repeatable), e.g. --set protocol.seeds=1 "
+        "--set baseline.train.epochs=2; values are YAML",
+    )
+
+
 def _add_data(subparsers: argparse._SubParsersAction) -> None:
     data = subparsers.add_parser("data", help="inspect or generate datasets")
     data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
@@ -75,10 +88,12 @@ def _add_grid(subparsers: argparse._SubParsersAction) -> None:
     grid_sub = grid.add_subparsers(dest="grid_command", required=True, parser_class=_Parser)
     check = grid_sub.add_parser("check", help="validate grids; print variants and run counts")
     check.add_argument("grids", nargs="+", help="grid YAML files")
-    check.set_defaults(target="ablate.grid.commands:grid_check", keys=("grids",))
+    _add_overrides(check)
+    check.set_defaults(target="ablate.grid.commands:grid_check", keys=("grids", "overrides"))
     show = grid_sub.add_parser("show", help="table of variants and what each changes")
     show.add_argument("grid", help="grid YAML file")
-    show.set_defaults(target="ablate.grid.commands:grid_show", keys=("grid",))
+    _add_overrides(show)
+    show.set_defaults(target="ablate.grid.commands:grid_show", keys=("grid", "overrides"))
     components = grid_sub.add_parser("components", help="every removable and swappable component")
     components.set_defaults(target="ablate.grid.commands:grid_components", keys=())
 
@@ -89,8 +104,10 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--seed", type=int, required=True, help="seed: split, weights, augmentation")
     train.add_argument("--variant", default="baseline", help="variant name (default baseline)")
     train.add_argument("--out", default=None, help="output folder (default runs/train/<variant>)")
+    _add_overrides(train)
     train.set_defaults(
-        target="ablate.train.commands:train_command", keys=("grid", "seed", "variant", "out")
+        target="ablate.train.commands:train_command",
+        keys=("grid", "seed", "variant", "out", "overrides"),
     )
 
 
@@ -103,9 +120,21 @@ def _add_run(subparsers: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--resume", action="store_true", help="continue an existing study directory")
     run.add_argument("--max-concurrent", type=int, default=None, help="trials running at once")
+    _add_overrides(run)
     run.set_defaults(
         target="ablate.engine.commands:run_command",
-        keys=("grid", "out", "address", "resume", "max_concurrent"),
+        keys=("grid", "out", "address", "resume", "max_concurrent", "overrides"),
+    )
+
+
+def _add_status(subparsers: argparse._SubParsersAction) -> None:
+    status = subparsers.add_parser(
+        "status", help="where a study stands (read-only; also while `ablate run` runs)"
+    )
+    status.add_argument("study_dir", help="study directory or URI")
+    status.add_argument("--json", action="store_true", dest="as_json", help="print JSON")
+    status.set_defaults(
+        target="ablate.engine.commands:status_command", keys=("study_dir", "as_json")
     )
 
 
@@ -150,7 +179,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ablate", description="Ray-distributed ablation studies for U-Net segmentation"
     )
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for add in (_add_data, _add_grid, _add_train, _add_run, _add_summarize, _add_prune):
+    for add in (
+        _add_data,
+        _add_grid,
+        _add_train,
+        _add_run,
+        _add_status,
+        _add_summarize,
+        _add_prune,
+    ):
         add(subparsers)
     return parser
 
@@ -225,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     except MachineError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except StudyIncomplete:
+        return 1  # the command has printed what failed
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -41,6 +41,20 @@ class MachineError(Exception):
     """
 
 
+class StudyIncomplete(Exception):
+    """`ablate run` ended with runs unfinished (a trial failed beyond its retries) or without
+    its summary: exit code 1, after the command listed what failed. The finished runs are
+    stored; running the same command again continues the study.
+
+    Attributes:
+        study_uri: the study directory.
+    """
+
+    def __init__(self, message: str, study_uri: str) -> None:
+        super().__init__(message)
+        self.study_uri = study_uri
+
+
 def out_of_space(error: BaseException) -> bool:
     """Whether `error` is a write that failed for lack of room (ENOSPC or a quota).
 

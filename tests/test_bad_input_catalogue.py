@@ -782,7 +782,7 @@ SECRET = "ablate-test-secret-value"
 INJECTED = (
     "-c",
     "import sys, ablate.grid.commands as commands\n"
-    "def broken(grids):\n"
+    "def broken(grids, overrides=()):\n"
     "    raise {error}\n"
     "commands.grid_check = broken\n"
     "from ablate.cli import main\n"

@@ -19,7 +19,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -179,6 +179,15 @@ CASES = [
         (str(RUNS), "stored run config is not valid"),
         ("prune",),
     ),
+]
+
+# `ablate status` reads the runs table and grid.yaml as well (not the run configs, metrics
+# or dataset.json): a damaged one stops it the same way.
+CASES = [
+    replace(case, commands=(*case.commands, "status"))
+    if case.id.startswith(("runs-", "grid-")) and case.id != "runs-config-not-json"
+    else case
+    for case in CASES
 ]
 
 

@@ -1,8 +1,12 @@
-"""`ablate run`: the command-line edge of the engine (nothing imports it)."""
+"""`ablate run` and `ablate status`: the command-line edges of the engine (nothing imports
+them)."""
 
 from __future__ import annotations
 
-from ablate.engine.run import run_grid
+from collections.abc import Sequence
+
+from ablate.engine.status import study_status
+from ablate.store import StudyDir
 
 
 def run_command(
@@ -11,6 +15,7 @@ def run_command(
     address: str | None = None,
     resume: bool = False,
     max_concurrent: int | None = None,
+    overrides: Sequence[str] = (),
 ) -> None:
     """Run every (variant, seed) of a grid as Ray Tune trials and summarise the study.
 
@@ -18,6 +23,25 @@ def run_command(
     failed beyond their retries or the summary failed.
 
     Example:
-        $ ablate run grids/quickstart.yaml --out runs/demo
+        $ ablate run grids/quickstart.yaml --out runs/demo --set protocol.seeds=1
     """
-    run_grid(grid, out, address, resume, max_concurrent)
+    # Imported here, not above: Ray and torch load for `ablate run` only; `ablate status`
+    # (this module's other command) stays quick to start.
+    from ablate.engine.run import run_grid
+
+    run_grid(grid, out, address, resume, max_concurrent, overrides=overrides)
+
+
+def status_command(study_dir: str, as_json: bool = False) -> None:
+    """Print where a study stands: per variant, seeds ok, failed, diverged, running and
+    pending, the last error, the mean seed time; the time left; whether the summary is
+    current. Reads only (never takes the study's lock); works while `ablate run` runs.
+
+    Raises:
+        UserError: not a study directory (exit 2), or a damaged file.
+
+    Example:
+        $ ablate status runs/quickstart --json
+    """
+    status = study_status(StudyDir.open(study_dir))
+    print(status.to_json() if as_json else status.format())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 
 from ablate.engine.connection import (
@@ -25,23 +26,23 @@ from ablate.engine.study import (
     write_study_files,
 )
 from ablate.engine.trainable import TrialSetup, train_variant
-from ablate.errors import OUT_OF_SPACE, UserError
+from ablate.errors import OUT_OF_SPACE, StudyIncomplete, UserError
+from ablate.grid.load import GridSource
 from ablate.prune.report import pruning_section
 from ablate.prune.study import prune_study
 from ablate.report.summarize import summarize
 from ablate.store import StudyDir, check_writable
 from ablate.store.fs import disk_full, disk_full_error, stops_when_disk_full
 
-EXIT_TRIALS_FAILED = 1
-
 
 def run_grid(
-    grid: str,
+    grid: GridSource,
     out: str | None = None,
     address: str | None = None,
     resume: bool = False,
     max_concurrent: int | None = None,
     trainable: Trainable = train_variant,
+    overrides: Sequence[str] = (),
 ) -> StudyDir:
     """Run every (variant, seed) of a grid as Ray Tune trials and summarise the study.
 
@@ -50,19 +51,21 @@ def run_grid(
     do not stop the study.
 
     Args:
-        grid: grid YAML file.
+        grid: grid YAML file, or a grid built in Python (`ablate.load_grid`).
         out: study directory or URI (default runs/<study>).
         address: Ray cluster address (default RAY_ADDRESS, else a local Ray instance).
         resume: continue an existing study directory (running again does the same).
         max_concurrent: trials at once (default: the grid's resources.max_concurrent).
         trainable: the trial function (tests wrap it to inject faults).
+        overrides: `KEY=VALUE` changes to the grid (`--set`); grid.yaml stores the result.
 
     Returns:
         The study directory.
 
     Raises:
         UserError: bad grid, dataset, study directory or address (exit 2), before any run.
-        SystemExit: code 1 when trials failed beyond their retries or the summary failed.
+        StudyIncomplete: trials failed beyond their retries or the summary failed (exit 1;
+            what failed was printed, and running again continues the study).
 
     Example:
         >>> run_grid("grids/quickstart.yaml", out="runs/demo")  # doctest: +SKIP
@@ -70,7 +73,7 @@ def run_grid(
     if max_concurrent is not None and max_concurrent < 1:
         raise UserError(f"--max-concurrent must be at least 1, got {max_concurrent}")
     began = time.monotonic()
-    prepared = prepare_study(grid, out, resume)
+    prepared = prepare_study(grid, out, resume, overrides)
     check_address(address)
     if cluster_address(address) is None and not ray_is_running():
         check_fits_this_machine(prepared.grid.resources)
@@ -126,7 +129,12 @@ def _run_locked(
                 "continue the study",
                 file=sys.stderr,
             )
-        raise SystemExit(EXIT_TRIALS_FAILED)
+        raise StudyIncomplete(
+            f"{study.uri}: {len(errors)} trial(s) failed, {len(missing)} run(s) unfinished"
+            + ("" if summarized else ", summary not written")
+            + "; run the same command again to continue",
+            study.uri,
+        )
 
 
 def _print_plan(prepared: PreparedStudy) -> None:

@@ -7,6 +7,7 @@ so bad input costs seconds and changes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from ablate.data.source import clear_loaded, load_grid_data
 from ablate.engine.resume import Plan, check_compatible
 from ablate.errors import UserError
 from ablate.grid import Variant, dump_grid, load_grid_variants
+from ablate.grid.load import GridSource, grid_source
 from ablate.store import StudyDir
 
 
@@ -44,15 +46,18 @@ def default_study_dir(grid: GridConfig) -> str:
     return str(Path("runs") / grid.study)
 
 
-def prepare_study(grid_path: str, out: str | None, resume: bool) -> PreparedStudy:
+def prepare_study(
+    source: GridSource, out: str | None, resume: bool, overrides: Sequence[str] = ()
+) -> PreparedStudy:
     """Validate grid, study directory and dataset, without writing anything.
 
-    The grid is loaded and expanded once here; everything after uses this object.
+    The grid is loaded and expanded once here (a file with `overrides` applied, or a grid
+    built in Python); everything after uses this object.
 
     Raises:
         UserError: bad grid, dataset or study directory, or a study made from another grid.
     """
-    grid, variants = load_grid_variants(grid_path)
+    grid, variants = load_grid_variants(source, overrides)
     if out is not None and not out.strip():
         raise UserError("--out is empty: give a study directory or URI")
     study = StudyDir.open(out or default_study_dir(grid))
@@ -64,7 +69,7 @@ def prepare_study(grid_path: str, out: str | None, resume: bool) -> PreparedStud
     elif resume:
         print(f"--resume: no study at {study.uri} yet; starting it", flush=True)
     created = not study.exists()
-    data = load_grid_data(grid_path, grid.data)
+    data = load_grid_data(grid_source(source), grid.data)
     plan = Plan(
         variants=[variant.name for variant in variants],
         seeds=grid.protocol.seed_list(),

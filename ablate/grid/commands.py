@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
+from collections.abc import Sequence
 from typing import Any
 
 from ablate.config import GridConfig
@@ -13,11 +14,13 @@ from ablate.grid.expand import Variant, format_value, read_value
 from ablate.grid.load import load_grid_variants
 
 
-def grid_check(grids: list[str]) -> None:
+def grid_check(grids: list[str], overrides: Sequence[str] = ()) -> None:
     """Validate every grid; print its variants and run count, or every problem of every file.
 
+    `overrides` (`--set KEY=VALUE`) apply to each grid.
+
     Example:
-        $ ablate grid check grids/*.yaml
+        $ ablate grid check grids/*.yaml --set protocol.seeds=1
 
     Raises:
         GridError: the last failing grid's problems, after those of the others were printed.
@@ -25,7 +28,7 @@ def grid_check(grids: list[str]) -> None:
     failures: list[GridError] = []
     for path in grids:
         try:
-            grid, variants = load_grid_variants(path)
+            grid, variants = load_grid_variants(path, overrides)
         except GridError as error:
             failures.append(error)
             continue
@@ -70,13 +73,13 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
-def grid_show(grid: str) -> None:
+def grid_show(grid: str, overrides: Sequence[str] = ()) -> None:
     """Print the variants of a grid with what each changes against the baseline.
 
     Example:
-        $ ablate grid show grids/quickstart.yaml
+        $ ablate grid show grids/quickstart.yaml --set ablations.swap.lr=[1e-4]
     """
-    config, variants = load_grid_variants(grid)
+    config, variants = load_grid_variants(grid, overrides)
     seeds = config.protocol.seed_list()
     runs = len(variants) * len(seeds)
     print(

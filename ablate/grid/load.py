@@ -13,6 +13,10 @@ milliseconds: an alias bomb is measured, never expanded.
 
 A single-run config (data, protocol, model, train, augment at the top level; no study,
 baseline or ablations) loads as the one-variant grid it stands for, named after its file.
+
+Overrides (`--set KEY=VALUE`, `ablate.grid.overrides`) are applied after `extends` and
+`${VAR}`, before validation; a problem they cause names the `--set` instead of a line. A grid
+or run config built in Python loads the same way, checked like a file.
 """
 
 from __future__ import annotations
@@ -22,17 +26,33 @@ import difflib
 import os
 import re
 import typing
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from ablate.config import CONTROL_CHARACTERS, MAX_STUDY_NAME, Ablations, GridConfig, Recipe
+from ablate.config import (
+    CONTROL_CHARACTERS,
+    MAX_STUDY_NAME,
+    Ablations,
+    GridConfig,
+    Recipe,
+    RunConfig,
+)
 from ablate.errors import GridError
 from ablate.grid.expand import Variant, collect_variants
 from ablate.grid.keys import KeyPath, Locate, format_path, shown
+from ablate.grid.overrides import (
+    Override,
+    apply_overrides,
+    label,
+    label_of,
+    labels_below,
+    split_override,
+)
 
 GRID_ONLY_KEYS = ("study", "baseline", "ablations")
 """Keys that only a grid has: a file with none of them is a single-run config."""
@@ -56,7 +76,10 @@ MAX_EXTENDS = 8
 MAX_PROBLEMS_SHOWN = 50
 """Problems listed in one message; the rest are counted."""
 
-__all__ = ["format_path", "load_grid", "load_grid_variants"]
+__all__ = ["GridSource", "format_path", "grid_source", "load_grid", "load_grid_variants"]
+
+GridSource = str | Path | GridConfig | RunConfig
+"""A grid file (or single-run config file), or a grid or run config built in Python."""
 
 
 @dataclass(frozen=True)
@@ -71,75 +94,184 @@ class Location:
 class GridOrigin:
     """Where a loaded grid came from: its file and the location of every key in it."""
 
-    path: Path
-    """The grid file as the user named it."""
+    path: Path | None
+    """The grid file as the user named it; None for a grid built in Python."""
     lines: dict[KeyPath, Location]
     """Key path -> location, extended files included (an override wins)."""
     single_run: bool = False
     """A single-run config: its sections were moved under `baseline`, shown as written."""
+    overridden: dict[KeyPath, str] = field(default_factory=dict)
+    """Key path -> the `--set` that set it."""
 
     def locate(self, path: KeyPath) -> str:
-        """'baseline.train.lr (line 12)', or '(base.yaml line 3)' when inherited."""
+        """'baseline.train.lr (line 12)', '(base.yaml line 3)' when inherited, or
+        '(--set baseline.train.lr=2)' when an override set it."""
         written = path[1:] if self.single_run and path[:1] == ("baseline",) else path
         text = format_path(written)
-        location = self.lines.get(tuple(path))
-        if location is None:
-            return text
+        setter = label_of(self.overridden, tuple(path))
+        if setter is not None:
+            return f"{text} ({setter})"
+        line = self._line(tuple(path))
+        below = labels_below(self.overridden, tuple(path))
+        if line and below:  # the file's key, failing a check because of overrides below it
+            return f"{text} ({line}, with {below})"
+        return f"{text} ({line or below})" if line or below else text
+
+    def _line(self, path: KeyPath) -> str | None:
+        """'line 12' or 'base.yaml line 3' (inherited); None when the key is not written."""
+        location = self.lines.get(path)
+        if location is None or self.path is None:
+            return None
         if location.file == self.path.resolve():
-            return f"{text} (line {location.line})"
+            return f"line {location.line}"
         where = os.path.relpath(location.file, self.path.resolve().parent)
-        return f"{text} ({where} line {location.line})"
+        return f"{where} line {location.line}"
 
 
-def load_grid(path: str | Path) -> GridConfig:
-    """Load, resolve and validate a grid file.
+def load_grid(grid: GridSource, overrides: Sequence[str] = ()) -> GridConfig:
+    """Load, resolve and validate a grid file, with `--set KEY=VALUE` overrides applied.
+
+    Args:
+        grid: a grid file or single-run config file; or a `GridConfig` / `RunConfig` built
+            in Python, checked like a file.
+        overrides: `KEY=VALUE` strings, as given to `--set` (see `ablate.grid.overrides`).
 
     Example:
-        >>> grid = load_grid("grids/quickstart.yaml")
-        >>> grid.study
-        'quickstart'
+        >>> grid = load_grid("grids/quickstart.yaml", overrides=["protocol.seeds=1"])
+        >>> grid.study, grid.protocol.seed_list()
+        ('quickstart', [0])
 
     Raises:
-        GridError: every problem in the file, each with its YAML key path and line.
+        GridError: every problem in the file and the overrides, each with its YAML key path
+            and line (or the `--set` that caused it).
     """
-    return load_grid_variants(path)[0]
+    return load_grid_variants(grid, overrides)[0]
 
 
-def load_grid_variants(path: str | Path) -> tuple[GridConfig, list[Variant]]:
+def load_grid_variants(
+    grid: GridSource, overrides: Sequence[str] = ()
+) -> tuple[GridConfig, list[Variant]]:
     """`load_grid` and the grid's variants (baseline first), from one reading of the file.
 
     Raises:
-        GridError: every problem in the file, each with its YAML key path and line.
+        GridError: every problem in the file and the overrides, each with its YAML key path
+            and line (or the `--set` that caused it).
     """
-    path = Path(path)
+    source = grid_source(grid)
+    parsed, problems = parse_overrides(overrides)
+    if problems:  # a malformed --set is refused before the file is read
+        raise _grid_error(source, problems)
+    data, origin, problems = _grid_data(grid)
+    data, labels, override_problems = apply_overrides(data, parsed, origin.single_run)
+    origin = replace(origin, overridden=labels)
+    return _validated(data, origin, [*problems, *override_problems], source)
+
+
+def grid_source(grid: GridSource) -> str:
+    """How messages name a grid: its file, or `grid 'name'` for one built in Python."""
+    if isinstance(grid, GridConfig):
+        return f"grid {grid.study!r}"
+    if isinstance(grid, RunConfig):
+        return "run config"
+    return str(grid)
+
+
+def _grid_data(grid: GridSource) -> tuple[dict, GridOrigin, list[str]]:
+    """The grid's mapping (extends and ${VAR} resolved), its origin, and the problems found."""
+    if isinstance(grid, GridConfig):
+        return grid.model_dump(mode="json"), GridOrigin(None, {}), []
+    if isinstance(grid, RunConfig):
+        data, lines = _run_config_as_grid(grid.model_dump(mode="json"), {}, "run")
+        return data, GridOrigin(None, lines, single_run=True), []
+    path = Path(grid)
     data, lines = _resolve_extends(path, ())
     single_run = not any(key in data for key in GRID_ONLY_KEYS)
     if single_run:
-        data, lines = _run_config_as_grid(data, lines, path)
+        data, lines = _run_config_as_grid(data, lines, path.stem)
     origin = GridOrigin(path, lines, single_run)
     problems: list[str] = []
     data = _substitute_env(data, (), origin.locate, problems)
+    return data, origin, problems
+
+
+def _validated(
+    data: dict, origin: GridOrigin, problems: list[str], source: str
+) -> tuple[GridConfig, list[Variant]]:
+    """Validate the resolved mapping and expand its variants; every problem raised at once."""
     try:
         grid = GridConfig.model_validate(data)
     except ValidationError as error:
         problems += schema_problems(error, data, origin.locate)
         problems += _partial_ablation_problems(data, origin.locate)
-        raise _grid_error(path, problems) from None
+        raise _grid_error(source, problems) from None
     variants, expansion = collect_variants(grid.baseline, grid.ablations, origin.locate)
     problems += expansion
     if not expansion:  # a variant that failed to expand is not "unknown" to pruning
         problems += _pruning_problems(grid, variants, origin.locate)
     if problems:
-        raise _grid_error(path, problems)
+        raise _grid_error(source, problems)
     return grid, variants
 
 
-def _grid_error(path: Path, problems: list[str]) -> GridError:
+def _grid_error(source: str, problems: list[str]) -> GridError:
     """A GridError listing at most MAX_PROBLEMS_SHOWN problems (and how many more)."""
     if len(problems) > MAX_PROBLEMS_SHOWN:
         hidden = len(problems) - MAX_PROBLEMS_SHOWN
         problems = [*problems[:MAX_PROBLEMS_SHOWN], f"... and {hidden} more problem(s)"]
-    return GridError(str(path), problems)
+    return GridError(source, problems)
+
+
+def parse_overrides(texts: Sequence[str]) -> tuple[list[Override], list[str]]:
+    """Each `KEY=VALUE` split and its value read as YAML, within a grid file's limits.
+
+    Returns:
+        The overrides, and one problem per malformed one (naming it).
+    """
+    overrides: list[Override] = []
+    problems: list[str] = []
+    for text in texts:
+        split = split_override(text)
+        if isinstance(split, str):
+            problems.append(f"{label(text)}: {split}")
+            continue
+        key, raw = split
+        value, problem = _override_value(raw)
+        if problem is not None:
+            problems.append(f"{label(text)}: {problem}")
+            continue
+        overrides.append(Override(text, key, value))
+    return overrides, problems
+
+
+def _override_value(raw: str) -> tuple[Any, str | None]:
+    """(value, None) of an override's YAML text, or (None, problem): a scalar or a flow list
+    or mapping, read by the grid file's bounded loader."""
+    if len(raw.encode("utf-8", "surrogatepass")) > MAX_GRID_BYTES:
+        return None, f"the value is over {MAX_GRID_BYTES:,} bytes, the limit of a grid file"
+    loader = _BoundedLoader(raw)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, "the value is empty once read as YAML ('#' starts a comment: quote it)"
+        if isinstance(node, yaml.MappingNode | yaml.SequenceNode) and not node.flow_style:
+            return None, (
+                "a value is a YAML scalar or a flow list or mapping ([a, b], {k: v}); quote "
+                "text holding ': ' or starting with '- '"
+            )
+        _check_expansion(node)
+        return loader.construct_document(node), None
+    except _OverLimit as error:
+        return None, f"the value is beyond a limit of a grid file: {_one_line(error, raw)}"
+    except yaml.YAMLError as error:
+        return None, f"cannot read the value: {_one_line(_yaml_problem(error), raw)}"
+    finally:
+        loader.dispose()
+
+
+def _one_line(problem: object, raw: str) -> str:
+    """A YAML problem of a one-line value without its 'line 1' (there is no other line)."""
+    text = str(problem)
+    return text.replace("line 1, column", "column", 1) if "\n" not in raw else text
 
 
 def _pruning_problems(grid: GridConfig, variants: list[Variant], locate: Locate) -> list[str]:
@@ -163,13 +295,14 @@ def _pruning_problems(grid: GridConfig, variants: list[Variant], locate: Locate)
 
 
 def _run_config_as_grid(
-    data: dict, lines: dict[KeyPath, Location], path: Path
+    data: dict, lines: dict[KeyPath, Location], stem: str
 ) -> tuple[dict, dict[KeyPath, Location]]:
     """A single-run config as a grid: its model/train/augment sections become the baseline
-    and the study is named after the file (`ablate train run.yaml` needs no grid keys)."""
+    and the study is named after the file's `stem` (`ablate train run.yaml` needs no grid
+    keys)."""
     recipe = tuple(Recipe.model_fields)
     grid = {key: value for key, value in data.items() if key not in recipe}
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", path.stem).lstrip("-_.")[:MAX_STUDY_NAME]
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).lstrip("-_.")[:MAX_STUDY_NAME]
     grid["study"] = name or "run"
     grid["baseline"] = {key: data[key] for key in recipe if key in data}
     moved = {

@@ -234,6 +234,29 @@ class StudyDir:
         except UserError:
             return "<unreadable lock>"
 
+    def lock_time(self) -> float | None:
+        """When study.lock was written (POSIX seconds, by the storage's clock), i.e. when the
+        `ablate run` holding the study took it; None when nobody holds it."""
+        return _mtime(self.location.fs.get_file_info(self.path(LOCK_FILE)))
+
+    def run_output_times(self, variant: str, seed: int) -> list[float]:
+        """Modification times (POSIX seconds) of the files a run has written under its
+        checkpoints/ and tensorboard/ folders so far; [] when it wrote none.
+
+        A local run writes them from its start (initial.pt before the first epoch, events
+        every epoch); a run on an object store uploads them when it ends.
+        """
+        times: list[float] = []
+        for folder in RUN_OUTPUTS:
+            selector = pafs.FileSelector(
+                self.path(*self.run_folder(folder, variant, seed)),
+                recursive=True,
+                allow_not_found=True,
+            )
+            infos = self.location.fs.get_file_info(selector)
+            times += [t for t in map(_mtime, infos) if t is not None]
+        return times
+
     def tune_path(self) -> str:
         """Ray Tune's own state of every `ablate run` (a storage path inside the study)."""
         return self.path(TUNE)
@@ -246,14 +269,25 @@ class StudyDir:
     def summary_is_current(self) -> bool:
         """True when summary/report.html is newer than every result and the grid (local
         studies; a remote summary is always rebuilt)."""
-        if not self.location.local:
-            return False
-        report = Path(self.summary_path(REPORT))
-        if not report.is_file() or report.is_symlink():
-            return False
-        inputs = [*Path(self.path(RESULTS)).rglob("*.parquet"), Path(self.path(GRID_FILE))]
-        newest = max((path.stat().st_mtime for path in inputs if path.exists()), default=0.0)
-        return report.stat().st_mtime >= newest
+        return self.location.local and self.summary_state() == "current"
+
+    def summary_state(self) -> str:
+        """'current' when summary/report.html is newer than every result file and the grid,
+        'stale' when not, 'missing' without a report (local folders and object stores)."""
+        fs = self.location.fs
+        report = fs.get_file_info(self.summary_path(REPORT))
+        linked = self.location.local and Path(self.summary_path(REPORT)).is_symlink()
+        if report.type != pafs.FileType.File or linked:
+            return "missing"
+        selector = pafs.FileSelector(self.path(RESULTS), recursive=True, allow_not_found=True)
+        inputs = [
+            info
+            for info in [*fs.get_file_info(selector), fs.get_file_info(self.path(GRID_FILE))]
+            if info.type == pafs.FileType.File
+            and (info.base_name.endswith(".parquet") or info.base_name == GRID_FILE)
+        ]
+        newest = max((_mtime(info) or 0.0 for info in inputs), default=0.0)
+        return "current" if (_mtime(report) or 0.0) >= newest else "stale"
 
     def write_summary(self, files: dict[str, bytes]) -> list[str]:
         """Replace summary files as one step: every file is first written under a hidden
@@ -292,6 +326,13 @@ class StudyDir:
 
     def _is_dir(self, *parts: str) -> bool:
         return self.location.fs.get_file_info(self.path(*parts)).type == pafs.FileType.Directory
+
+
+def _mtime(info: pafs.FileInfo) -> float | None:
+    """A file's modification time in POSIX seconds; None when absent or unknown."""
+    if info.type == pafs.FileType.NotFound or info.mtime is None:
+        return None
+    return info.mtime_ns / 1e9 if info.mtime_ns is not None else info.mtime.timestamp()
 
 
 def parse_run_config(text: object, where: str) -> RunConfig:
@@ -333,13 +374,21 @@ def parse_stored_yaml(text: str, where: str) -> dict[str, Any]:
     try:
         data = loader.get_single_data()
     except (yaml.YAMLError, RecursionError) as error:
-        reason = "nested too deeply" if isinstance(error, RecursionError) else str(error)
+        reason = "nested too deeply" if isinstance(error, RecursionError) else _yaml_reason(error)
         raise UserError(f"{where}: not a grid ablate stored ({reason})") from None
     finally:
         loader.dispose()
     if not isinstance(data, dict):
         raise UserError(f"{where}: not a grid ablate stored (not a YAML mapping)")
     return data
+
+
+def _yaml_reason(error: yaml.YAMLError) -> str:
+    """A YAML error on one line (PyYAML's own text quotes the line with a caret below it)."""
+    problem, mark = getattr(error, "problem", None), getattr(error, "problem_mark", None)
+    if problem and mark is not None:
+        return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"
+    return " ".join(str(error).split())
 
 
 def _dataset_problem(report: object) -> str | None:

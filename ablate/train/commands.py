@@ -1,20 +1,17 @@
-"""`ablate train GRID --seed S [--variant V] [--out DIR]`: one run in-process, no Ray."""
+"""`ablate train GRID --seed S [--variant V] [--out DIR] [--set KEY=VALUE]`: one run
+in-process, no Ray (the command-line edge of `ablate.train.single`)."""
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from ablate.config import MAX_SEED
 from ablate.data.ebhi import CleaningReport
-from ablate.data.source import load_grid_data
-from ablate.errors import UserError
-from ablate.grid import load_grid_variants
-from ablate.train.device import available_cpus
 from ablate.train.metrics import all_foreground, class_metrics
-from ablate.train.run import RunOutputs, RunResult, execute_run
+from ablate.train.run import RunResult
+from ablate.train.single import check_seed, load_run_data, make_out, resolve_run, train_single
 
 TABLE_SCORES = ["dice", "iou", "precision", "recall"]
 
@@ -24,7 +21,13 @@ def default_out(study: str, variant: str, seed: int) -> Path:
     return Path("runs") / "train" / study / variant / f"seed={seed}"
 
 
-def train_command(grid: str, seed: int, variant: str = "baseline", out: str | None = None) -> None:
+def train_command(
+    grid: str,
+    seed: int,
+    variant: str = "baseline",
+    out: str | None = None,
+    overrides: Sequence[str] = (),
+) -> None:
     """Train and evaluate one variant of a grid for one seed, and print its test metrics.
 
     Writes initial.pt, best.pt, tensorboard/, image_metrics.parquet, class_metrics.parquet,
@@ -32,24 +35,16 @@ def train_command(grid: str, seed: int, variant: str = "baseline", out: str | No
     or diverged run prints its status and exits with code 1.
 
     Example:
-        $ ablate train grids/quickstart.yaml --seed 0 --variant no-skips
+        $ ablate train grids/quickstart.yaml --seed 0 --variant no-skips --set train.epochs=2
     """
-    if not 0 <= seed <= MAX_SEED:
-        raise UserError(f"--seed {seed}: seeds are whole numbers from 0 to {MAX_SEED}")
-    config_grid, listed = load_grid_variants(grid)
-    variants = {item.name: item for item in listed}
-    if variant not in variants:
-        raise UserError(f"{grid}: no variant {variant!r}; variants: {', '.join(variants)}")
-    config = config_grid.run_config(variants[variant].recipe)
-    directory = Path(out) if out is not None else default_out(config_grid.study, variant, seed)
-    data = load_grid_data(grid, config.data)
-    _make_out(directory)
+    check_seed(seed)
+    run = resolve_run(grid, variant, overrides)
+    directory = Path(out) if out is not None else default_out(run.study, variant, seed)
+    data = load_run_data(run)
+    make_out(directory)  # before the lines below: a bad --out is refused first
     _print_dropped(data.report)
-    outputs = RunOutputs(checkpoint_dir=directory, tensorboard_dir=directory / "tensorboard")
-    print(f"training {config_grid.study}/{variant} seed={seed} -> {directory}", flush=True)
-
-    result = execute_run(config, data, seed, outputs=outputs, cpus=available_cpus())
-    _write_tables(result, directory, config.model_dump_json())
+    print(f"training {run.study}/{variant} seed={seed} -> {directory}", flush=True)
+    result = train_single(run, data, seed, directory)
     print(format_result(result, data.categories))
     if result.status != "ok":
         raise SystemExit(1)
@@ -64,50 +59,6 @@ def _print_dropped(report: CleaningReport, shown: int = 5) -> None:
         print(f"  {item.path}: {item.reason}")
     if len(report.dropped) > shown:
         print(f"  ... (ablate data check {report.root} lists all)")
-
-
-RUN_RECORD = "run.json"
-"""What `ablate train` writes last into its folder; a folder holding it is a run folder."""
-
-
-def _make_out(directory: Path) -> None:
-    """Create the output folder before training, so a bad --out costs no training.
-
-    A folder that holds files but is not a run folder (no run.json) is refused: training
-    would write run.json, *.parquet and *.pt over whatever is there.
-    """
-    is_run_folder = (directory / RUN_RECORD).is_file()
-    if directory.is_dir() and not is_run_folder and _has_visible_entries(directory):
-        raise UserError(
-            f"--out {directory}: the folder is not empty and is not an `ablate train` run "
-            f"folder (no {RUN_RECORD}); give a new or empty folder"
-        )
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        reason = error.strerror or str(error)
-        raise UserError(f"--out {directory}: cannot create the output folder: {reason}") from None
-
-
-def _has_visible_entries(directory: Path) -> bool:
-    return any(not entry.name.startswith(".") for entry in directory.iterdir())
-
-
-def _write_tables(result: RunResult, directory: Path, config_json: str) -> None:
-    result.image_metrics.to_parquet(directory / "image_metrics.parquet", index=False)
-    result.class_metrics.to_parquet(directory / "class_metrics.parquet", index=False)
-    result.history.to_parquet(directory / "history.parquet", index=False)
-    summary = {
-        "status": result.status,
-        "error": result.error,
-        "epochs": result.epochs,
-        "best_epoch": result.best_epoch,
-        "duration_s": result.duration_s,
-        "device": result.device,
-        "early_stopping_split": result.early_stopping_split,
-        "config": json.loads(config_json),
-    }
-    (directory / RUN_RECORD).write_text(json.dumps(summary, indent=2))
 
 
 def format_result(result: RunResult, categories: list[str]) -> str:

@@ -19,7 +19,7 @@ from ablate.cli import main
 from ablate.engine.commands import run_command
 from ablate.engine.lock import LockOwner, StudyLock
 from ablate.engine.run import run_grid
-from ablate.errors import UserError
+from ablate.errors import StudyIncomplete, UserError
 from ablate.grid import dump_grid, load_grid
 from ablate.store import StudyDir
 from ablate.store.study import LOCK_FILE
@@ -173,9 +173,10 @@ def test_trial_failing_beyond_retries_exits_1_and_rerun_finishes(
     grid = grid_writer(tmp_path, synthetic_root, ablations=None, **changes)
     flag = tmp_path / "crash-once"
     flag.write_text("")
-    with pytest.raises(SystemExit) as exit_info:
+    # A typed error (the CLI's exit 1), carrying the study to continue.
+    with pytest.raises(StudyIncomplete, match="1 run\\(s\\) unfinished") as caught:
         run_grid(str(grid), out=str(tmp_path / "out"), trainable=crash_once(flag))
-    assert exit_info.value.code == 1
+    assert caught.value.study_uri == str(tmp_path / "out")
     captured = capsys.readouterr()
     assert "error: trial baseline failed" in captured.out
     assert "1 run(s) did not finish" in captured.err

@@ -125,3 +125,34 @@ def test_a_study_in_a_bucket_is_summarized_in_place_and_crafted_keys_go_nowhere(
     assert not any(path.name == "escape" for path in tmp_path.rglob("*"))
     assert not Path("/escape").exists()
     assert not (local / "summary").exists()  # nothing was written to a local copy either
+
+
+def test_status_of_a_study_in_s3(s3_endpoint: str) -> None:
+    """`ablate status` on a bucket: counts and the summary's freshness read through the same
+    filesystem; the seeds running now are unknown there (runs upload their files at the end)."""
+    from ablate.config import DataConfig, GridConfig, Recipe, SyntheticConfig
+    from ablate.engine.status import study_status
+    from ablate.grid import dump_grid
+
+    study = StudyDir.open(_uri(s3_endpoint, "status"))
+    grid = GridConfig(
+        study="remote",
+        data=DataConfig(synthetic=SyntheticConfig(per_class=4, size=32)),
+        protocol={"seeds": 2},
+        baseline=Recipe(),
+    )
+    study.write_grid(dump_grid(grid))
+    study.write_dataset({"root": "/data", "counts": {}, "dropped": [], "categories": []})
+    runs = pd.DataFrame({"status": ["ok"], "error": [None], "duration_s": [4.0]})
+    study.results("remote").write("runs", "baseline", 0, runs.astype({"error": "string"}))
+    with StudyLock(study):
+        status = study_status(study)
+    assert status.state == "running" and status.lock.alive is True
+    assert status.variants[0].ok == 1 and status.variants[0].running is None
+    assert status.parallelism is None and status.time_left_s is None
+    assert status.totals()["running"] is None and status.totals()["pending"] == 1
+    assert "running seeds are unknown" in status.format()
+    assert status.summary == "missing"
+    study.write_summary({"report.html": b"<html></html>"})
+    assert study_status(study).summary == "current"
+    assert study_status(study).state == "stopped"
