@@ -3,9 +3,11 @@ them)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 from ablate.engine.status import study_status
+from ablate.engine.study import prepare_study
 from ablate.store import StudyDir
 
 
@@ -25,11 +27,13 @@ def run_command(
     Example:
         $ ablate run grids/quickstart.yaml --out runs/demo --set protocol.seeds=1
     """
-    # Imported here, not above: Ray and torch load for `ablate run` only; `ablate status`
-    # (this module's other command) stays quick to start.
-    from ablate.engine.run import run_grid
+    began = time.monotonic()
+    # The input is checked before torch and Ray are imported (hundreds of MB, seconds): a
+    # bad grid or dataset is answered in about a second and within a hundred MB or so.
+    prepared = prepare_study(grid, out, resume, overrides)
+    from ablate.engine.run import run_prepared  # torch and Ray load here, input known good
 
-    run_grid(grid, out, address, resume, max_concurrent, overrides=overrides)
+    run_prepared(prepared, address, max_concurrent, began)
 
 
 def status_command(study_dir: str, as_json: bool = False) -> None:

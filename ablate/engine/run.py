@@ -70,20 +70,36 @@ def run_grid(
     Example:
         >>> run_grid("grids/quickstart.yaml", out="runs/demo")  # doctest: +SKIP
     """
-    if max_concurrent is not None and max_concurrent < 1:
-        raise UserError(f"--max-concurrent must be at least 1, got {max_concurrent}")
     began = time.monotonic()
     prepared = prepare_study(grid, out, resume, overrides)
+    run_prepared(prepared, address, max_concurrent, began, trainable)
+    return prepared.study
+
+
+def run_prepared(
+    prepared: PreparedStudy,
+    address: str | None = None,
+    max_concurrent: int | None = None,
+    began: float | None = None,
+    trainable: Trainable = train_variant,
+) -> None:
+    """The rest of `run_grid` once `prepare_study` has checked the grid, the study directory
+    and the dataset: check the address and resources, then train, prune and summarise.
+
+    Raises:
+        UserError, StudyIncomplete: as `run_grid`.
+    """
+    if max_concurrent is not None and max_concurrent < 1:
+        raise UserError(f"--max-concurrent must be at least 1, got {max_concurrent}")
     check_address(address)
     if cluster_address(address) is None and not ray_is_running():
         check_fits_this_machine(prepared.grid.resources)
     try:
-        _run_locked(prepared, address, max_concurrent, began, trainable)
+        _run_locked(prepared, address, max_concurrent, began or time.monotonic(), trainable)
     except UserError:
         if prepared.created:
             _remove_refused_study(prepared.study)
         raise
-    return prepared.study
 
 
 def _remove_refused_study(study: StudyDir) -> None:
