@@ -246,6 +246,14 @@ def _report_crash(error: Exception, argv: list[str], command: str) -> None:
     )
 
 
+def _reader_gone() -> int:
+    """The program reading our output stopped (`ablate status | head`): not a crash. Point
+    stdout at /dev/null so that Python's own flush at exit does not fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141  # 128 + SIGPIPE, what a shell reports for a pipe's writer
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `ablate` console script; returns the exit code."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -267,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _reader_gone()
     except Exception as error:
         if out_of_space(error):
             print(f"error: {_disk_full_message(error)}", file=sys.stderr)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import subprocess
 import sys
@@ -59,3 +60,19 @@ def test_readme_starts_with_the_two_commands() -> None:
     commands = [line for line in readme.splitlines() if line.startswith("pip install")]
     assert commands[0].endswith("ablate run grids/quickstart.yaml")
     assert commands[1] in (REPO / ".ci" / "run").read_text()
+
+
+def test_a_reader_that_stops_early_is_not_a_crash(tmp_path: Path) -> None:
+    # `ablate status | head`: the reader is gone before ablate writes. That is exit 141
+    # (as a shell reports a pipe's writer) with nothing on stderr and no crash log.
+    child = subprocess.Popen(
+        [sys.executable, "-m", "ablate.cli", "grid", "components"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "ABLATE_CACHE": str(tmp_path)},
+    )
+    child.stdout.close()  # before the child can write: its first write finds no reader
+    err = child.stderr.read().decode()
+    assert child.wait(timeout=120) == 141, err
+    assert err == ""
+    assert not (tmp_path / "crash").exists()
