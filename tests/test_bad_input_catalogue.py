@@ -594,8 +594,10 @@ def run_cli(
 ) -> Answer:
     """`python -m ablate.cli ARGS` in `cwd`; RAY_ADDRESS and test hooks of the caller removed.
 
-    The child is reaped with os.wait4, which reports that child's own peak memory (getrusage
-    of all children would mix in every earlier command of the session).
+    The child's peak memory is its VmHWM (the kernel's high-water mark of the process's
+    resident memory since its exec), read from /proc while it runs: getrusage's ru_maxrss
+    would also count the copy of this test process that the fork made before the exec,
+    which is several hundred MB once the suite has imported torch and Ray.
     """
     base = {
         key: value
@@ -607,28 +609,43 @@ def run_cli(
         child = subprocess.Popen(
             [sys.executable, *entry, *args], cwd=cwd, env={**base, **env}, stdout=out, stderr=err
         )
-        status, usage = _reap(child, timeout, args)
+        status, peak_kib = _reap(child, timeout, args)
         seconds = time.monotonic() - began
         out.seek(0)
         err.seek(0)
         stdout, stderr = (stream.read().decode(errors="replace") for stream in (out, err))
-    return Answer(status, stdout, stderr, seconds, usage.ru_maxrss / 1024)
+    return Answer(status, stdout, stderr, seconds, peak_kib / 1024)
 
 
-def _reap(child: subprocess.Popen, timeout: float, args: list[str]) -> tuple[int, os.struct_rusage]:
-    """(exit code, resource usage) of `child`; killed and failed after `timeout` seconds."""
+def _high_water_kib(pid: int) -> int:
+    """VmHWM of a running process in KiB; 0 once it has exited (no memory left to read)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _reap(child: subprocess.Popen, timeout: float, args: list[str]) -> tuple[int, int]:
+    """(exit code, peak resident KiB) of `child`, polled every 10 ms (the high-water mark
+    only grows, so a read after a peak still sees it); killed and failed after `timeout`."""
     deadline = time.monotonic() + timeout
+    peak = 0
     while True:
-        pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+        peak = max(peak, _high_water_kib(child.pid))
+        pid, status = os.waitpid(child.pid, os.WNOHANG)
         if pid:
             child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-            return child.returncode, usage
+            return child.returncode, peak
         if time.monotonic() > deadline:
             child.kill()
-            os.wait4(child.pid, 0)
+            os.waitpid(child.pid, 0)
             child.returncode = -9
             pytest.fail(f"ablate {' '.join(args)[:200]}: no answer within {timeout:.0f} s (killed)")
-        time.sleep(0.02)
+        time.sleep(0.01)
 
 
 def snapshot(folder: Path) -> dict[str, tuple]:
@@ -911,3 +928,15 @@ def test_no_unsafe_loading_or_permissions(what: str) -> None:
         if pattern.search(line)
     ]
     assert not found, f"{what}: {found}"
+
+
+def test_the_memory_bound_measures_the_command_not_this_process(tmp_path: Path) -> None:
+    # The bound must see a command's own peak (a 300 MB allocation is seen), and not the
+    # memory of this test process, which the fork copies before the command starts.
+    import torch  # noqa: F401  (the suite's process is large by now; make sure it is here)
+
+    hungry = ("-c", "import time; block = bytearray(300 << 20); time.sleep(0.3)")
+    answer = run_cli([], tmp_path, {}, timeout=60, entry=hungry)
+    assert answer.code == 0 and answer.peak_rss_mb >= 300
+    quiet = ("-c", "import time; time.sleep(0.3)")
+    assert run_cli([], tmp_path, {}, timeout=60, entry=quiet).peak_rss_mb < 100

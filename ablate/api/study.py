@@ -58,8 +58,9 @@ class Study:
 
     @property
     def name(self) -> str:
-        """The study's name (its stored grid's)."""
-        return self.directory.name
+        """The study's name: its stored grid's, else its folder's."""
+        grid = self.grid
+        return grid.study if grid is not None else self.directory.folder_name
 
     @property
     def grid(self) -> GridConfig | None:

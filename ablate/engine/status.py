@@ -462,7 +462,7 @@ def study_status(study: StudyDir, now: float | None = None) -> StudyStatus:
     if live and watch is not None and math.isnan(watch):
         notes.append("running seeds are unknown: runs behind a URI upload files when they end")
     return StudyStatus(
-        study=grid.study if grid is not None else study.name,
+        study=grid.study if grid is not None else study.folder_name,
         uri=study.uri,
         state=state,
         lock=lock,
