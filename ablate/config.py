@@ -41,6 +41,8 @@ apply to them."""
 Optimizer = Literal["adam", "adamw", "sgd"]
 Schedule = Literal["none", "cosine", "poly", "plateau"]
 Precision = Literal["auto", "fp32", "bf16"]
+InputMode = Literal["rgb", "gray", "hematoxylin", "eosin"]
+StainNorm = Literal["none", "macenko", "reinhard"]
 AugmentOp = Literal["rotate", "hflip", "vflip", "rgb_shift", "blur", "color_jitter", "elastic"]
 
 # A loss is one term (`dice`) or a weighted sum (`0.7*dice+0.3*jaccard`); the term names are
@@ -388,7 +390,8 @@ def _weight(term: str) -> float:
 
 
 class AugmentConfig(Strict):
-    """Training-time augmentation (albumentations) and input normalization."""
+    """What the network sees: input mode, stain and input normalization, and training-time
+    augmentation (albumentations)."""
 
     ops: dict[AugmentOp, Probability] = {
         "rotate": 0.5,
@@ -403,6 +406,14 @@ class AugmentConfig(Strict):
     """Augmented views of each training image per epoch."""
     normalize: bool = False
     """Standardise inputs with the training split's per-channel mean and std."""
+    input: InputMode = "rgb"
+    """The network's input: rgb (3 channels), gray (luma), hematoxylin or eosin (one stain
+    channel of scikit-image's colour deconvolution, rgb2hed). Colour ops act on the RGB
+    image before the conversion."""
+    stain_norm: StainNorm = "none"
+    """Stain normalisation of every image to a reference fitted on the run's training split
+    only: macenko (stain vectors and concentrations, Macenko et al. 2009) or reinhard
+    (l-alpha-beta mean and spread, Reinhard et al. 2001); applied before `input`."""
 
 
 class Recipe(Strict):

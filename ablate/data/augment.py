@@ -3,6 +3,10 @@
 Each op of `AugmentConfig.ops` is built with its probability into one `albumentations.Compose`
 per run. Geometric ops (rotate, flips, elastic) move the mask with the image (nearest
 neighbour, so it stays binary); colour ops touch the image only.
+
+Ops in `CHANNEL_AGNOSTIC` work on any number of channels; every other op (rgb_shift,
+color_jitter, a plug-in's op) expects RGB, so with a 1-channel input mode (`augment.input`)
+the training loader augments the RGB image and converts it afterwards (`needs_rgb`).
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from ablate.registry import Registry
 
 # name -> factory(probability, image side in pixels) -> albumentations transform
 AUGMENTATIONS: Registry[Callable[[float, int], A.BasicTransform]] = Registry("augmentation")
+CHANNEL_AGNOSTIC = ("rotate", "hflip", "vflip", "blur", "elastic")
+"""Ops that act the same on 1 or 3 channels; blur on a converted channel is a blur too."""
 
 
 @AUGMENTATIONS.register("rotate")
@@ -84,6 +90,11 @@ def build_augmentation(config: AugmentConfig, image_size: int) -> A.Compose | No
     if unknown:
         AUGMENTATIONS.get(unknown[0])  # raises UserError listing the valid names
     return A.Compose(ops) if ops else None
+
+
+def needs_rgb(config: AugmentConfig) -> bool:
+    """Whether an op that expects RGB input can fire (probability > 0)."""
+    return any(p > 0 and op not in CHANNEL_AGNOSTIC for op, p in config.ops.items())
 
 
 def reseed(compose: A.Compose, key: Sequence[int]) -> None:

@@ -203,6 +203,16 @@ def _remove_input_norm(recipe: Recipe) -> Changes:
     return {"augment.normalize": False}
 
 
+@_removable(
+    "stain-norm",
+    "no stain normalisation: each image keeps its own colours (augment.stain_norm: none)",
+)
+def _remove_stain_norm(recipe: Recipe) -> Changes:
+    if recipe.augment.stain_norm == "none":
+        raise _unchanged("stain-norm", "the baseline has stain_norm: none")
+    return {"augment.stain_norm": "none"}
+
+
 @_removable("early-stopping", "train every epoch and keep the last weights (train.patience: null)")
 def _remove_early_stopping(recipe: Recipe) -> Changes:
     if recipe.train.patience is None:
