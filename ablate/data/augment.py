@@ -21,7 +21,26 @@ from ablate.config import AugmentConfig
 from ablate.registry import Registry
 
 # name -> factory(probability, image side in pixels) -> albumentations transform
-AUGMENTATIONS: Registry[Callable[[float, int], A.BasicTransform]] = Registry("augmentation")
+AugmentFactory = Callable[[float, int], A.BasicTransform]
+"""(probability, image side in pixels) -> an albumentations transform."""
+
+
+def check_augmentation(name: str, factory: AugmentFactory) -> None:
+    """A plug-in op: at probability 1 on a (32, 32, 3) uint8 image and its (32, 32) mask it
+    keeps both shapes and the image's dtype (plug-in ops always see RGB)."""
+    generator = np.random.default_rng(0)
+    image = generator.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    mask = (generator.random((32, 32)) > 0.5).astype(np.uint8)
+    out = A.Compose([factory(1.0, 32)])(image=image, mask=mask)
+    if out["image"].shape != image.shape or out["image"].dtype != np.uint8:
+        raise ValueError(
+            f"turns a (32, 32, 3) uint8 image into {out['image'].shape} {out['image'].dtype}"
+        )
+    if out["mask"].shape != mask.shape:
+        raise ValueError(f"turns a (32, 32) mask into {out['mask'].shape}")
+
+
+AUGMENTATIONS: Registry[AugmentFactory] = Registry("augmentation", check=check_augmentation)
 CHANNEL_AGNOSTIC = ("rotate", "hflip", "vflip", "blur", "elastic")
 """Ops that act the same on 1 or 3 channels; blur on a converted channel is a blur too."""
 
