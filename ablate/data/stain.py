@@ -99,9 +99,9 @@ def optical_density(pixels: np.ndarray) -> np.ndarray:
     return _OD_TABLE[pixels]
 
 
-def _tissue(od: np.ndarray) -> np.ndarray:
-    """Rows of (P, 3) OD that are not background (OD intensity >= BACKGROUND_OD)."""
-    return od[np.linalg.norm(od, axis=1) >= BACKGROUND_OD]
+def _tissue_mask(od: np.ndarray) -> np.ndarray:
+    """(P,) bool: rows of (P, 3) OD that are not background (OD intensity >= BACKGROUND_OD)."""
+    return np.einsum("pc,pc->p", od, od) >= BACKGROUND_OD**2
 
 
 def macenko_stains(od: np.ndarray) -> np.ndarray | None:
@@ -109,11 +109,10 @@ def macenko_stains(od: np.ndarray) -> np.ndarray | None:
     there are too few tissue pixels for an estimate."""
     if len(od) < MIN_TISSUE_PIXELS:
         return None
-    od = od.astype(np.float64)
-    _, vectors = np.linalg.eigh(np.cov(od, rowvar=False))
+    _, vectors = np.linalg.eigh(np.cov(od, rowvar=False).astype(np.float64))
     plane = vectors[:, 1:]  # (3, 2): the two largest eigenvalues (eigh sorts ascending)
     plane = plane * np.where(plane.sum(axis=0) < 0, -1.0, 1.0)  # point into positive OD
-    projected = od @ plane  # (P, 2)
+    projected = od @ plane.astype(od.dtype)  # (P, 2)
     angles = np.arctan2(projected[:, 1], projected[:, 0])
     low, high = np.percentile(angles, [ANGLE_PERCENTILE, 100 - ANGLE_PERCENTILE])
     stains = np.stack(
@@ -127,11 +126,18 @@ def macenko_stains(od: np.ndarray) -> np.ndarray | None:
 
 def _concentrations(od: np.ndarray, stains: np.ndarray) -> np.ndarray:
     """(P, 2) least-squares stain amounts of OD rows (P, 3) for stain vectors (3, 2)."""
-    return od @ np.linalg.pinv(stains).T
+    return od @ np.linalg.pinv(stains).T.astype(od.dtype)
 
 
-def _max_concentrations(od: np.ndarray, stains: np.ndarray) -> np.ndarray:
-    return np.percentile(_concentrations(_tissue(od), stains), MAX_PERCENTILE, axis=0)
+def _estimate(od: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """(stains, every row's concentrations, robust maxima) of OD rows; None without tissue."""
+    tissue = _tissue_mask(od)
+    stains = macenko_stains(od[tissue])
+    if stains is None:
+        return None
+    concentrations = _concentrations(od, stains)
+    maxima = np.percentile(concentrations[tissue], MAX_PERCENTILE, axis=0)
+    return stains, concentrations, maxima
 
 
 @dataclass(frozen=True)
@@ -148,14 +154,14 @@ class Macenko:
         Raises:
             ValueError: the images hold too few tissue pixels for a stain estimate.
         """
-        od = optical_density(sample_pixels(images))
-        stains = macenko_stains(_tissue(od))
-        if stains is None:
+        estimate = _estimate(optical_density(sample_pixels(images)))
+        if estimate is None:
             raise ValueError(
                 f"stain_norm macenko: the reference images have fewer than "
                 f"{MIN_TISSUE_PIXELS} tissue pixels (OD intensity >= {BACKGROUND_OD})"
             )
-        return cls(stains, _max_concentrations(od, stains))
+        stains, _, maxima = estimate
+        return cls(stains, maxima)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         return np.stack([self.normalize_one(image) for image in images]) if len(images) else images
@@ -163,32 +169,32 @@ class Macenko:
     def normalize_one(self, image: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 rebuilt with the reference stains; unchanged when the image has
         too few tissue pixels to estimate its own stains (mostly background)."""
-        od = optical_density(image.reshape(-1, 3)).astype(np.float64)
-        stains = macenko_stains(_tissue(od))
-        if stains is None:
+        estimate = _estimate(optical_density(image.reshape(-1, 3)))
+        if estimate is None:
             return image
-        source_max = _max_concentrations(od, stains)
-        scale = self.max_concentrations / np.maximum(source_max, 1e-6)
-        rebuilt = (_concentrations(od, stains) * scale) @ self.stains.T  # (P, 3) OD
-        pixels = 255.0 * np.power(10.0, -rebuilt)
+        _, concentrations, maxima = estimate
+        scale = (self.max_concentrations / np.maximum(maxima, 1e-6)).astype(np.float32)
+        rebuilt = (concentrations * scale) @ self.stains.T.astype(np.float32)  # (P, 3) OD
+        pixels = np.float32(255.0) * np.power(np.float32(10.0), -rebuilt)
         return _to_uint8(pixels).reshape(image.shape)
 
 
 def _to_lab(pixels: np.ndarray) -> np.ndarray:
-    """(P, 3) uint8 RGB -> float64 l-alpha-beta."""
-    lms = (pixels.astype(np.float64) / 255.0) @ _RGB_TO_LMS.T
-    return np.log10(np.maximum(lms, _LOG_FLOOR)) @ _LMS_TO_LAB.T
+    """(P, 3) uint8 RGB -> l-alpha-beta, float32 (ample for 8-bit pixels)."""
+    lms = pixels.astype(np.float32) @ (_RGB_TO_LMS.T / 255.0).astype(np.float32)
+    return np.log10(np.maximum(lms, np.float32(_LOG_FLOOR))) @ _LMS_TO_LAB.T.astype(np.float32)
 
 
 def _from_lab(lab: np.ndarray) -> np.ndarray:
-    """float64 l-alpha-beta (P, 3) -> RGB on the 0..255 scale (unclipped)."""
-    lms = np.power(10.0, lab @ _LAB_TO_LMS.T)
-    return 255.0 * (lms @ _LMS_TO_RGB.T)
+    """l-alpha-beta (P, 3) -> RGB on the 0..255 scale (unclipped), float32."""
+    lms = np.power(np.float32(10.0), lab.astype(np.float32) @ _LAB_TO_LMS.T.astype(np.float32))
+    return lms @ (255.0 * _LMS_TO_RGB.T).astype(np.float32)
 
 
-def _lab_moments(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    lab = _to_lab(pixels)
-    return lab.mean(axis=0), np.maximum(lab.std(axis=0), 1e-6)
+def _moments(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and spread per channel (sums in float64: a reference pools millions of pixels)."""
+    mean = lab.mean(axis=0, dtype=np.float64)
+    return mean, np.maximum(lab.std(axis=0, dtype=np.float64), 1e-6)
 
 
 @dataclass(frozen=True)
@@ -201,17 +207,17 @@ class Reinhard:
     @classmethod
     def fit(cls, images: np.ndarray) -> Reinhard:
         """The reference of `images` (N, H, W, 3) uint8 (pooled, stride-sampled pixels)."""
-        return cls(*_lab_moments(sample_pixels(images)))
+        return cls(*_moments(_to_lab(sample_pixels(images))))
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         return np.stack([self.normalize_one(image) for image in images]) if len(images) else images
 
     def normalize_one(self, image: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 with its l-alpha-beta mean and spread moved to the reference's."""
-        pixels = image.reshape(-1, 3)
-        lab = _to_lab(pixels)
-        mean, std = lab.mean(axis=0), np.maximum(lab.std(axis=0), 1e-6)
-        moved = (lab - mean) / std * self.std + self.mean
+        lab = _to_lab(image.reshape(-1, 3))
+        mean, std = _moments(lab)
+        gain = (self.std / std).astype(np.float32)
+        moved = (lab - mean.astype(np.float32)) * gain + self.mean.astype(np.float32)
         return _to_uint8(_from_lab(moved)).reshape(image.shape)
 
 
