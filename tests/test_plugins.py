@@ -13,10 +13,24 @@ from pathlib import Path
 import pytest
 
 from ablate import cli
-from ablate.config import ModelConfig, TrainConfig
+from ablate.config import (
+    ARCH,
+    AUGMENT_OP,
+    BLOCK,
+    BOTTLENECK,
+    LOSS_NAMES,
+    READER,
+    ModelConfig,
+    TrainConfig,
+)
+from ablate.data.augment import AUGMENTATIONS
+from ablate.data.source import READERS
 from ablate.models.blocks import BLOCKS
+from ablate.models.bottlenecks import BOTTLENECKS
+from ablate.models.build import ARCHS
 from ablate.plugins import PluginError, load_plugins, loaded_plugins, unload_plugins
 from ablate.registry import plugin_names
+from ablate.train.losses import LOSSES
 
 GOOD = """
 from torch import nn
@@ -254,3 +268,19 @@ def test_a_reader_whose_data_breaks_the_contract(plugin_site, tmp_path, capsys) 
     assert "reader 'folders' of plug-in 'bad-reader'" in err
     assert "returned a dict, not a SegmentationData" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_the_configs_builtin_names_are_the_registries_builtins() -> None:
+    # The config holds the built-in names torch-free; they must be what the registries hold.
+    pairs = [
+        (ARCH, ARCHS),
+        (BLOCK, BLOCKS),
+        (BOTTLENECK, BOTTLENECKS),
+        (LOSS_NAMES, LOSSES),
+        (AUGMENT_OP, AUGMENTATIONS),
+        (READER, READERS),
+    ]
+    for names, registry in pairs:
+        builtins = {name for name in registry.names() if registry.source(name) == "ablate"}
+        assert builtins == set(names.builtins), registry.family
+        assert registry.family == names.family
