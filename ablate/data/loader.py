@@ -26,7 +26,14 @@ import albumentations as A
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, WeightedRandomSampler
+from torch.utils.data import (
+    DataLoader,
+    Dataset,
+    Sampler,
+    WeightedRandomSampler,
+    default_collate,
+    get_worker_info,
+)
 
 from ablate.config import AugmentConfig, TrainConfig
 from ablate.data.augment import build_augmentation, needs_rgb, reseed
@@ -107,11 +114,9 @@ class SegmentationDataset(Dataset):
         self.indices = indices
         self.transform = transform
         self.convert = convert
-        # None when inputs stay in [0, 1]: skips two tensor ops per item on the hot path.
+        # None when inputs stay in [0, 1]: skips two array ops per item on the hot path.
         self.standardize = (
-            None
-            if stats is None
-            else (torch.tensor(stats.mean).view(-1, 1, 1), torch.tensor(stats.std).view(-1, 1, 1))
+            None if stats is None else (_channel_column(stats.mean), _channel_column(stats.std))
         )
 
     def __len__(self) -> int:
@@ -126,16 +131,23 @@ class SegmentationDataset(Dataset):
             image, mask = out["image"], out["mask"]
         if self.convert is not None:
             image = to_input(image, self.convert)
-        tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0
+        # numpy, not torch: torch runs a 3-channel tile's ops on its intra-op threads, which
+        # made the in-process loader 15x slower on shared cores (benchmarks/RESULTS.md).
+        pixels = image.transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)
         if self.standardize is not None:
             mean, std = self.standardize
-            tensor = (tensor - mean) / std
+            pixels = (pixels - mean) / std
         return {
-            "image": tensor,  # (C, h, w)
+            "image": torch.from_numpy(pixels),  # (C, h, w) float32
             "mask": torch.from_numpy(np.ascontiguousarray(mask)).long(),  # (H, W)
             "category": torch.tensor(int(self.category_ids[position])),
             "index": torch.tensor(int(self.indices[position])),
         }
+
+
+def _channel_column(values: tuple[float, ...]) -> np.ndarray:
+    """(C, 1, 1) float32 per-channel values, broadcast over a (C, h, w) image."""
+    return np.asarray(values, dtype=np.float32).reshape(-1, 1, 1)
 
 
 class EpochSampler(Sampler[ItemKey]):
@@ -188,6 +200,18 @@ def _seed_worker(worker_id: int) -> None:
     random.seed(worker_seed)
 
 
+def collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Batch items like torch's default_collate; in the training process itself the stacking
+    is numpy's, on one thread: torch.stack of a batch runs on the intra-op threads that
+    training uses, and on shared cores that made the in-process loader 15x slower
+    (benchmarks/RESULTS.md). Worker processes keep default_collate (shared-memory output)."""
+    if get_worker_info() is not None:
+        return default_collate(items)
+    return {
+        key: torch.from_numpy(np.stack([item[key].numpy() for item in items])) for key in items[0]
+    }
+
+
 def _loader(
     dataset: Dataset,
     batch_size: int,
@@ -205,6 +229,7 @@ def _loader(
         pin_memory=pin_memory,
         persistent_workers=num_workers > 0,
         worker_init_fn=_seed_worker,
+        collate_fn=collate,
         generator=torch.Generator().manual_seed(seed % 2**63),
     )
 
