@@ -133,7 +133,7 @@ class SegmentationDataset(Dataset):
             image = to_input(image, self.convert)
         # numpy, not torch: torch runs a 3-channel tile's ops on its intra-op threads, which
         # made the in-process loader 15x slower on shared cores (benchmarks/RESULTS.md).
-        pixels = image.transpose(2, 0, 1).astype(np.float32) / np.float32(255.0)
+        pixels = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) / np.float32(255)
         if self.standardize is not None:
             mean, std = self.standardize
             pixels = (pixels - mean) / std
