@@ -21,6 +21,7 @@ from pathlib import Path
 from ablate import __version__
 from ablate.cache import cache_dir
 from ablate.errors import MachineError, StudyIncomplete, UserError, out_of_space
+from ablate.plugins import load_plugins
 
 EXIT_BAD_INPUT = 2
 
@@ -262,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         part for part in (args.command, getattr(args, f"{args.command}_command", None)) if part
     )
     try:
+        load_plugins()  # before any grid is read: a grid may name a plug-in's component
         command = _command(args.target)
         command(**{key: getattr(args, key) for key in args.keys})
     except UserError as error:

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import os
 import re
+import typing
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -25,6 +28,9 @@ from pydantic import (
     model_validator,
 )
 
+from ablate.plugins import load_plugins
+from ablate.registry import plugin_names, unknown_name
+
 Task = Literal["binary", "multiclass"]
 Norm = Literal[
     "none", "batch", "batch-double", "instance", "instance-double", "group", "group-double"
@@ -33,6 +39,7 @@ Activation = Literal["relu", "leaky_relu", "elu", "gelu", "silu"]
 Upsampling = Literal["transpose", "bilinear"]
 Init = Literal["kaiming", "xavier", "default"]
 Arch = Literal["unet", "segnet"]
+"""Built-in architectures (plug-ins add more: `ArchName`)."""
 Block = Literal["plain", "residual"]
 Bottleneck = Literal["plain", "aspp"]
 SKIPLESS_ARCHS = ("segnet",)
@@ -41,7 +48,12 @@ apply to them."""
 Optimizer = Literal["adam", "adamw", "sgd"]
 Schedule = Literal["none", "cosine", "poly", "plateau"]
 Precision = Literal["auto", "fp32", "bf16"]
+InputMode = Literal["rgb", "gray", "hematoxylin", "eosin"]
+StainNorm = Literal["none", "macenko", "reinhard"]
 AugmentOp = Literal["rotate", "hflip", "vflip", "rgb_shift", "blur", "color_jitter", "elastic"]
+"""Built-in augmentation ops (plug-ins add more: `AugmentOpName`)."""
+Reader = Literal["ebhi"]
+"""Built-in dataset readers (plug-ins add more: `ReaderName`)."""
 
 # A loss is one term (`dice`) or a weighted sum (`0.7*dice+0.3*jaccard`); the term names are
 # checked against the loss registry when the loss is built, the shape is checked here.
@@ -49,6 +61,57 @@ LOSS_PATTERN = re.compile(
     r"^\s*(\d*\.?\d+\s*\*\s*)?[a-z_]+(\s*\+\s*(\d*\.?\d+\s*\*\s*)?[a-z_]+)*\s*$"
 )
 LOSS_TERMS = ("dice", "jaccard", "bce", "focal", "tversky")
+"""Built-in loss terms; plug-ins add more (`LOSS_NAMES.valid()`)."""
+
+
+@dataclass(frozen=True)
+class Names:
+    """The names a field accepts: ablate's built-ins of a registry family, plus the names
+    installed plug-ins added to it (`ablate.plugins`).
+
+    The config stays torch-free: the plug-ins' names are read from `ablate.registry`, and a
+    name that no built-in has makes the installed plug-ins load first (once per process), so
+    any process that validates a config naming a plug-in's component has that plug-in.
+    """
+
+    family: str
+    """The registry family: "architecture", "block", "loss"..."""
+    builtins: tuple[str, ...]
+
+    def valid(self) -> list[str]:
+        """Every accepted name: built-ins first, then the plug-ins' (loaded so far)."""
+        return [*self.builtins, *plugin_names(self.family)]
+
+    def known(self, name: str) -> bool:
+        """Whether `name` is a built-in or a plug-in's (plug-ins loaded when needed)."""
+        if name in self.builtins:
+            return True
+        if name not in plugin_names(self.family):
+            load_plugins()
+        return name in plugin_names(self.family)
+
+    def check(self, name: str) -> str:
+        """Validator: `name` itself, or ValueError listing the valid names."""
+        if not self.known(name):
+            raise ValueError(unknown_name(self.family, name, self.valid()))
+        return name
+
+
+def _names(family: str, builtins: Any) -> Names:
+    return Names(family, typing.get_args(builtins) or tuple(builtins))
+
+
+ARCH = _names("architecture", Arch)
+BLOCK = _names("block", Block)
+BOTTLENECK = _names("bottleneck", Bottleneck)
+AUGMENT_OP = _names("augmentation", AugmentOp)
+READER = _names("reader", Reader)
+LOSS_NAMES = _names("loss", LOSS_TERMS)
+ArchName = Annotated[str, AfterValidator(ARCH.check), ARCH]
+BlockName = Annotated[str, AfterValidator(BLOCK.check), BLOCK]
+BottleneckName = Annotated[str, AfterValidator(BOTTLENECK.check), BOTTLENECK]
+AugmentOpName = Annotated[str, AfterValidator(AUGMENT_OP.check), AUGMENT_OP]
+ReaderName = Annotated[str, AfterValidator(READER.check), READER]
 
 PositiveInt = Annotated[int, Field(ge=1)]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -131,6 +194,8 @@ class DataConfig(Strict):
     """Folder in the EBHI-Seg layout `<root>/<Category>/{image,label}/*.png`."""
     synthetic: SyntheticConfig | None = None
     """Generate a synthetic dataset instead of reading `root`."""
+    reader: ReaderName = "ebhi"
+    """How `root` is read: ebhi (`<Category>/{image,label}/*.png`), or a plug-in's reader."""
 
     @field_validator("root")
     @classmethod
@@ -156,6 +221,11 @@ class DataConfig(Strict):
     def _one_source(self) -> DataConfig:
         if (self.root is None) == (self.synthetic is None):
             raise ValueError("set exactly one of data.root or data.synthetic")
+        if self.synthetic is not None and self.reader != "ebhi":
+            raise ValueError(
+                f"data.synthetic writes the EBHI layout: data.reader must be ebhi, "
+                f"not {self.reader!r}"
+            )
         return self
 
 
@@ -245,10 +315,10 @@ class ModelConfig(Strict):
     """Dropout probability in the bottleneck and decoder blocks; 0 means no dropout layer."""
     init: Init = "kaiming"
     """Weight initialisation; `default` keeps PyTorch's own."""
-    arch: Arch = "unet"
+    arch: ArchName = "unet"
     """unet: skip connections concatenate encoder features into the decoder; segnet: no
     skips, the decoder unpools with the encoder's max-pool indices (Badrinarayanan et al.)."""
-    block: Block = "plain"
+    block: BlockName = "plain"
     """Conv block of every level: plain (conv-norm-act twice) or residual (the same two
     convs plus an identity or 1x1-projection shortcut, added before the last activation)."""
     se: bool = False
@@ -256,7 +326,7 @@ class ModelConfig(Strict):
     attention: bool = False
     """Additive attention gates on the skip connections that are on (Oktay et al. 2018):
     the coarser decoder features weight each skip pixel before the concatenation. U-Net only."""
-    bottleneck: Bottleneck = "plain"
+    bottleneck: BottleneckName = "plain"
     """plain: a conv block; aspp: atrous spatial pyramid pooling (DeepLabv3: 1x1 conv, three
     dilated 3x3 convs, image pooling, then a 1x1 projection)."""
     deep_supervision: bool = False
@@ -324,7 +394,8 @@ class TrainConfig(Strict):
     """The optimisation of one run."""
 
     loss: str = "dice"
-    """A loss name (dice, jaccard, bce, focal, tversky) or a weighted sum: 0.7*dice+0.3*jaccard."""
+    """A loss name (dice, jaccard, bce, focal, tversky, or a plug-in's) or a weighted sum:
+    0.7*dice+0.3*jaccard."""
     optimizer: Optimizer = "adam"
     lr: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
@@ -368,9 +439,9 @@ class TrainConfig(Strict):
                 f"loss {loss!r} is not a name or a weighted sum like 0.7*dice+0.3*jaccard"
             )
         terms = re.findall(r"[a-z_]+", loss)
-        unknown = [term for term in terms if term not in LOSS_TERMS]
+        unknown = [term for term in terms if not LOSS_NAMES.known(term)]
         if unknown:
-            raise ValueError(f"unknown loss term(s) {unknown}; valid: {', '.join(LOSS_TERMS)}")
+            raise ValueError(unknown_name("loss term", unknown[0], LOSS_NAMES.valid()))
         # A zero weight trains on nothing (`0*dice` has no gradient): almost surely a typo.
         zero = [term.strip() for term in loss.split("+") if _weight(term) == 0.0]
         if zero:
@@ -388,9 +459,10 @@ def _weight(term: str) -> float:
 
 
 class AugmentConfig(Strict):
-    """Training-time augmentation (albumentations) and input normalization."""
+    """What the network sees: input mode, stain and input normalization, and training-time
+    augmentation (albumentations)."""
 
-    ops: dict[AugmentOp, Probability] = {
+    ops: dict[AugmentOpName, Probability] = {
         "rotate": 0.5,
         "hflip": 0.5,
         "vflip": 0.5,
@@ -403,6 +475,14 @@ class AugmentConfig(Strict):
     """Augmented views of each training image per epoch."""
     normalize: bool = False
     """Standardise inputs with the training split's per-channel mean and std."""
+    input: InputMode = "rgb"
+    """The network's input: rgb (3 channels), gray (luma), hematoxylin or eosin (one stain
+    channel of scikit-image's colour deconvolution, rgb2hed). Colour ops act on the RGB
+    image before the conversion."""
+    stain_norm: StainNorm = "none"
+    """Stain normalisation of every image to a reference fitted on the run's training split
+    only: macenko (stain vectors and concentrations, Macenko et al. 2009) or reinhard
+    (l-alpha-beta mean and spread, Reinhard et al. 2001); applied before `input`."""
 
 
 class Recipe(Strict):

@@ -13,8 +13,17 @@ The ratio is pipeline / the faster of the two training rates; >= 3 means the inp
 costs at most a quarter of a step even when it runs on the training core. The last line is
 the smallest ratio.
 
+With --inputs, the same measurement for each input mode (augment.input) and stain
+normalisation (augment.stain_norm), with the config's augmentation (whose colour ops make a
+1-channel mode convert each item after augmenting it) and with geometric ops only (the
+converted-once path); "prepare s" is what a run pays before its first batch: the stain fit
+on the training split, normalising the split's images, the channel statistics and building
+the train loader (a mode's first use in the process also converts the whole dataset once,
+shown apart as "convert s").
+
     python benchmarks/pipeline.py          # both configs (about 1-2 min)
     python benchmarks/pipeline.py --quick  # quickstart only, few batches
+    python benchmarks/pipeline.py --inputs # input modes and stain normalisation (~5 min)
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ import sys
 import time
 
 import torch
-from _common import SAMPLE_ROOT, grid_run_config, machine_header, print_table
+from _common import SAMPLE_ROOT, grid_run_config, machine_header, print_table, timed
 
 TARGET = 3.0
 
@@ -60,7 +69,7 @@ def pipeline_rate(loader, epochs: int, max_batches: int | None) -> tuple[float, 
     return rates[0], sum(later) / len(later)
 
 
-def training_rate(config, batch, steps: int, threads: int) -> float:
+def training_rate(config, batch, steps: int, threads: int, in_channels: int = 3) -> float:
     """images/s of forward + backward + step on one in-memory batch (engine loop semantics)."""
     torch.set_num_threads(threads)
     from ablate.models import build_model
@@ -68,7 +77,7 @@ def training_rate(config, batch, steps: int, threads: int) -> float:
     from ablate.train.optim import build_optimizer
 
     torch.manual_seed(0)
-    model = build_model(config.model, out_channels=1)
+    model = build_model(config.model, out_channels=1, in_channels=in_channels)
     optimizer = build_optimizer(model.parameters(), config.train)
     loss_fn = build_loss(config.train.loss, "binary")
     images, target = batch["image"], batch["mask"].unsqueeze(1).float()
@@ -149,6 +158,111 @@ def per_core_rate(batches: int) -> float:
     return pipeline_rate(loader, 1, batches)[0]
 
 
+INPUT_CASES = [
+    ("rgb", "none"),
+    ("gray", "none"),
+    ("hematoxylin", "none"),
+    ("eosin", "none"),
+    ("rgb", "macenko"),
+    ("rgb", "reinhard"),
+    ("hematoxylin", "macenko"),
+]
+GEOMETRIC = {"rotate": 0.5, "hflip": 0.5, "vflip": 0.5, "blur": 0.2}
+
+
+def measure_inputs(name: str, quick: bool) -> list[list[object]]:
+    """Rows of the input table for one config: each (input, stain_norm, ops) case."""
+    from ablate.data.inputs import converted_images
+    from ablate.data.loader import build_train_loader
+    from ablate.data.source import load_data
+    from ablate.data.split import split_indices
+    from ablate.train.run import run_inputs, worker_count
+
+    grid, config, source = load_config(name)
+    cpus = max(1, int(grid.resources.cpu))
+    torch.set_num_threads(cpus)
+    data = load_data(config.data)
+    protocol = config.protocol
+    split = split_indices(data.category_ids, 0, protocol.test_fraction, protocol.val_fraction)
+    workers = worker_count(config.train.num_workers, cpus)
+    print(
+        f"{name}: {source}; {len(data.images)} images, train split {len(split.train)}, "
+        f"{config.train.image_size} px, batch {config.train.batch_size}, {cpus} CPU(s) -> "
+        f"{workers} loader worker(s); config ops {sorted(config.augment.ops)}",
+        flush=True,
+    )
+    rows = []
+    for mode, stain in INPUT_CASES:
+        convert_s = timed(lambda mode=mode: converted_images(data.images, mode))[0]
+        for label, ops in (("config", config.augment.ops), ("geometric", GEOMETRIC)):
+            augment = config.augment.model_copy(
+                update={"input": mode, "stain_norm": stain, "ops": ops}
+            )
+            run = config.model_copy(update={"augment": augment})
+
+            def prepare(run=run, augment=augment):
+                inputs = run_inputs(run, data, split)
+                return build_train_loader(
+                    data,
+                    split.train,
+                    augment,
+                    run.train,
+                    0,
+                    workers,
+                    False,
+                    inputs.stats,
+                    inputs.images,
+                )
+
+            prepare_s, loader = timed(prepare)
+            _, later = pipeline_rate(loader, 1 if quick else 3, 4 if quick else None)
+            batch = next(iter(loader))
+            channels = batch["image"].shape[1]
+            steps = 2 if quick else 8
+            train_rate = training_rate(run, batch, steps, cpus, channels)
+            if cpus > 1:  # the faster of the grid's threads and one: a conservative ratio
+                train_rate = max(train_rate, training_rate(run, batch, steps, 1, channels))
+            torch.set_num_threads(cpus)
+            path = "per item" if loader.dataset.convert else "once"
+            rows.append(
+                [
+                    name,
+                    mode,
+                    stain,
+                    label,
+                    path,
+                    convert_s,
+                    prepare_s,
+                    later,
+                    train_rate,
+                    later / train_rate,
+                ]
+            )
+            convert_s = 0.0  # converted once: later cases of the mode reuse it
+    return rows
+
+
+def inputs_table(names: list[str], quick: bool) -> float:
+    """Print the input-mode table; returns the smallest ratio."""
+    rows = [row for name in names for row in measure_inputs(name, quick)]
+    print_table(
+        [
+            "config",
+            "input",
+            "stain_norm",
+            "ops",
+            "conversion",
+            "convert s (once per mode)",
+            "prepare s (per run)",
+            "pipeline images/s",
+            "train step images/s (faster of grid's CPUs, 1 thread)",
+            "ratio",
+        ],
+        rows,
+    )
+    return min(row[-1] for row in rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -157,9 +271,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="quickstart only at 32 px, few batches"
     )
+    parser.add_argument(
+        "--inputs", action="store_true", help="each input mode and stain normalisation"
+    )
     args = parser.parse_args(argv)
     print(machine_header("Input pipeline vs training step"))
     names = ["quickstart"] if args.quick else args.configs.split(",")
+    if args.inputs:
+        ratio = inputs_table(names, args.quick)
+        print(f"target >= {TARGET}: {'met' if ratio >= TARGET else 'not met'}")
+        print(f"inputs_pipeline_ratio={ratio:.2f}")
+        return 0
     rows = [measure(name, args.quick) for name in names]
     print_table(
         [

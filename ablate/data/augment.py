@@ -3,6 +3,10 @@
 Each op of `AugmentConfig.ops` is built with its probability into one `albumentations.Compose`
 per run. Geometric ops (rotate, flips, elastic) move the mask with the image (nearest
 neighbour, so it stays binary); colour ops touch the image only.
+
+Ops in `CHANNEL_AGNOSTIC` work on any number of channels; every other op (rgb_shift,
+color_jitter, a plug-in's op) expects RGB, so with a 1-channel input mode (`augment.input`)
+the training loader augments the RGB image and converts it afterwards (`needs_rgb`).
 """
 
 from __future__ import annotations
@@ -17,7 +21,28 @@ from ablate.config import AugmentConfig
 from ablate.registry import Registry
 
 # name -> factory(probability, image side in pixels) -> albumentations transform
-AUGMENTATIONS: Registry[Callable[[float, int], A.BasicTransform]] = Registry("augmentation")
+AugmentFactory = Callable[[float, int], A.BasicTransform]
+"""(probability, image side in pixels) -> an albumentations transform."""
+
+
+def check_augmentation(name: str, factory: AugmentFactory) -> None:
+    """A plug-in op: at probability 1 on a (32, 32, 3) uint8 image and its (32, 32) mask it
+    keeps both shapes and the image's dtype (plug-in ops always see RGB)."""
+    generator = np.random.default_rng(0)
+    image = generator.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    mask = (generator.random((32, 32)) > 0.5).astype(np.uint8)
+    out = A.Compose([factory(1.0, 32)])(image=image, mask=mask)
+    if out["image"].shape != image.shape or out["image"].dtype != np.uint8:
+        raise ValueError(
+            f"turns a (32, 32, 3) uint8 image into {out['image'].shape} {out['image'].dtype}"
+        )
+    if out["mask"].shape != mask.shape:
+        raise ValueError(f"turns a (32, 32) mask into {out['mask'].shape}")
+
+
+AUGMENTATIONS: Registry[AugmentFactory] = Registry("augmentation", check=check_augmentation)
+CHANNEL_AGNOSTIC = ("rotate", "hflip", "vflip", "blur", "elastic")
+"""Ops that act the same on 1 or 3 channels; blur on a converted channel is a blur too."""
 
 
 @AUGMENTATIONS.register("rotate")
@@ -84,6 +109,11 @@ def build_augmentation(config: AugmentConfig, image_size: int) -> A.Compose | No
     if unknown:
         AUGMENTATIONS.get(unknown[0])  # raises UserError listing the valid names
     return A.Compose(ops) if ops else None
+
+
+def needs_rgb(config: AugmentConfig) -> bool:
+    """Whether an op that expects RGB input can fire (probability > 0)."""
+    return any(p > 0 and op not in CHANNEL_AGNOSTIC for op, p in config.ops.items())
 
 
 def reseed(compose: A.Compose, key: Sequence[int]) -> None:

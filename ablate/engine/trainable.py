@@ -25,6 +25,7 @@ import pandas as pd
 from ablate.config import RunConfig
 from ablate.data.ebhi import SegmentationData
 from ablate.errors import UserError
+from ablate.plugins import load_plugins
 from ablate.store import ResultStore, StudyDir
 from ablate.store.study import CHECKPOINTS, RUN_OUTPUTS, TENSORBOARD
 from ablate.train.device import cpu_fallback_note, trial_device
@@ -218,6 +219,7 @@ def train_variant(config: dict, *, data: SegmentationData, setup: TrialSetup) ->
     The store decides what is finished (a runs file exists); the Tune checkpoint reported
     after each seed records the same seeds for Tune's own bookkeeping.
     """
+    load_plugins()  # a worker process: the plug-ins the study's configs name (installed here)
     variant = config["variant"]
     study = StudyDir.open(setup.study_uri)
     store = study.results(setup.study)

@@ -7,11 +7,13 @@ import textwrap
 from collections.abc import Sequence
 from typing import Any
 
-from ablate.config import GridConfig
+from ablate.config import GridConfig, Recipe
 from ablate.errors import GridError
-from ablate.grid.components import SWAPPABLE, allowed_values, removals_for
+from ablate.grid.components import SWAPPABLE, allowed_values, removal_source, removals_for
 from ablate.grid.expand import Variant, format_value, read_value
 from ablate.grid.load import load_grid_variants
+from ablate.plugins import GROUP, loaded_plugins
+from ablate.registry import BUILTIN
 
 
 def grid_check(grids: list[str], overrides: Sequence[str] = ()) -> None:
@@ -123,24 +125,28 @@ def _dict_diff(old: dict, new: dict) -> str:
 
 
 def grid_components() -> None:
-    """Print every removable component with its meaning and every swappable key with its values."""
-    from ablate.config import Recipe
-
+    """Print every removable component (with the package it comes from: `ablate` or a
+    plug-in) and its meaning, and every swappable key with its values (a plug-in's marked)."""
     print("Removable components (ablations.remove; variant name no-<component>):")
     removals = removals_for(Recipe())
-    rows = [("skip-K", "skip connection of encoder level K off (K = 1..depth, 1 = shallowest)")]
+    rows = [("skip-K", BUILTIN, "skip connection of encoder level K off (K = 1..depth)")]
     rows += [
-        (removal.name, removal.meaning)
+        (removal.name, removal_source(removal.name), removal.meaning)
         for removal in removals
         if not removal.name.startswith("skip-")
     ]
-    _print_rows(rows)
+    _print_rows([("component", "from", "meaning"), *rows])
     print("\nSwappable keys (ablations.swap, ablations.variants, ablations.factorial):")
     print("  an alias below or its dotted path; augment.ops.<op> sets one op's probability")
     _print_rows([(f"{alias} ({path})", allowed_values(path)) for alias, path in SWAPPABLE.items()])
+    plugins = loaded_plugins()
+    print(f"\nPlug-ins (entry-point group {GROUP}): {len(plugins) or 'none'} loaded")
+    for plugin in plugins:
+        print(f"  {plugin}")
 
 
-def _print_rows(rows: list[tuple[str, str]]) -> None:
-    width = max(len(left) for left, _ in rows)
-    for left, right in rows:
-        print(f"  {left:<{width}}  {right}")
+def _print_rows(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [f"{cell:<{width}}" for cell, width in zip(row, widths, strict=False)]
+        print("  " + "  ".join([*cells, row[-1]]))

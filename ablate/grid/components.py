@@ -23,8 +23,9 @@ import annotated_types
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from ablate.config import LOSS_TERMS, SKIPLESS_ARCHS, AugmentOp, Recipe
-from ablate.registry import Registry
+from ablate.config import AUGMENT_OP, LOSS_NAMES, SKIPLESS_ARCHS, Names, Recipe
+from ablate.plugins import describe_source
+from ablate.registry import BUILTIN, Registry, plugin_names, unknown_name
 
 SECTIONS: tuple[str, ...] = ("model", "train", "augment")
 """Recipe sections a variant may change; data and protocol stay shared so deltas are paired."""
@@ -49,7 +50,36 @@ class Removal:
     """baseline -> dotted-key changes; raises ComponentError when nothing would change."""
 
 
-REMOVABLE: Registry[Removal] = Registry("removable component")
+def _check_removal(name: str, removal: Removal) -> None:
+    """A plug-in's removal: a `Removal` of that name whose `changes` changes something on
+    the default baseline (or says, with ComponentError, that it cannot apply there)."""
+    if not isinstance(removal, Removal) or removal.name != name or not callable(removal.changes):
+        raise TypeError(f"must be Removal({name!r}, meaning, changes) with a callable changes")
+    try:
+        changes = removal.changes(Recipe())
+    except ComponentError:
+        return  # nothing to remove from the default baseline: judged when a grid uses it
+    _check_changes(name, changes, Recipe())
+
+
+def _check_changes(name: str, changes: Any, baseline: Recipe) -> None:
+    """Changes must be a non-empty mapping of recipe keys that differ from the baseline."""
+    if not isinstance(changes, dict) or not changes:
+        raise ComponentError(f"removal {name!r} changes nothing (returned {changes!r})")
+    for key in changes:
+        resolve_key(str(key))
+    if all(_baseline_value(baseline, key) == value for key, value in changes.items()):
+        raise ComponentError(f"removal {name!r} changes nothing: every value is the baseline's")
+
+
+def _baseline_value(recipe: Recipe, path: str) -> Any:
+    value: Any = recipe
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else getattr(value, part, None)
+    return value
+
+
+REMOVABLE: Registry[Removal] = Registry("removable component", check=_check_removal)
 
 
 def _removable(name: str, meaning: str) -> Callable[[Callable[[Recipe], Changes]], Removal]:
@@ -203,6 +233,16 @@ def _remove_input_norm(recipe: Recipe) -> Changes:
     return {"augment.normalize": False}
 
 
+@_removable(
+    "stain-norm",
+    "no stain normalisation: each image keeps its own colours (augment.stain_norm: none)",
+)
+def _remove_stain_norm(recipe: Recipe) -> Changes:
+    if recipe.augment.stain_norm == "none":
+        raise _unchanged("stain-norm", "the baseline has stain_norm: none")
+    return {"augment.stain_norm": "none"}
+
+
 @_removable("early-stopping", "train every epoch and keep the last weights (train.patience: null)")
 def _remove_early_stopping(recipe: Recipe) -> Changes:
     if recipe.train.patience is None:
@@ -233,8 +273,20 @@ def _register_augment_op(op: str) -> None:
     _removable(name, f"augmentation op {op!r} off, the other ops kept")(changes)
 
 
-for _op in typing.get_args(AugmentOp):
+for _op in AUGMENT_OP.builtins:
     _register_augment_op(_op)
+
+
+def _augment_removal(op: str) -> Removal:
+    """`aug-<op>` of a plug-in's augmentation op (built-ins are registered above)."""
+    name = f"{AUG_PREFIX}{op}"
+
+    def changes(recipe: Recipe) -> Changes:
+        if op not in _active_ops(recipe):
+            raise _unchanged(name, f"the baseline's augment.ops has no {op!r}")
+        return {"augment.ops": {key: p for key, p in recipe.augment.ops.items() if key != op}}
+
+    return Removal(name, f"augmentation op {op!r} off, the other ops kept", changes)
 
 
 def _skip_removal(level: int) -> Removal:
@@ -256,9 +308,20 @@ def _skip_removal(level: int) -> Removal:
 
 
 def removals_for(baseline: Recipe) -> list[Removal]:
-    """Every component `baseline` can lose: skip-1..skip-depth, then the registered ones."""
+    """Every component `baseline` can lose: skip-1..skip-depth, the registered ones (plug-ins'
+    included), then aug-<op> of the plug-ins' augmentation ops."""
     skips = [_skip_removal(level) for level in range(1, baseline.model.depth + 1)]
-    return skips + [REMOVABLE.get(name) for name in REMOVABLE.names()]
+    registered = [REMOVABLE.get(name) for name in REMOVABLE.names()]
+    ops = [_augment_removal(op) for op in plugin_names("augmentation")]
+    return skips + registered + [op for op in ops if op.name not in REMOVABLE]
+
+
+def removal_source(name: str) -> str:
+    """The package a removal comes from: `ablate`, or the plug-in that added it (or its op)."""
+    if name in REMOVABLE:
+        return REMOVABLE.source(name)
+    op = name.removeprefix(AUG_PREFIX)
+    return plugin_names("augmentation").get(op, BUILTIN)
 
 
 def removal_changes(name: str, baseline: Recipe) -> Changes:
@@ -273,15 +336,27 @@ def removal_changes(name: str, baseline: Recipe) -> Changes:
     """
     valid = {removal.name: removal for removal in removals_for(baseline)}
     if name not in valid:
-        raise ComponentError(_unknown("component", name, list(valid)))
-    return valid[name].changes(baseline)
+        raise ComponentError(unknown_name("component", name, list(valid)))
+    source = removal_source(name)
+    if source == BUILTIN:
+        return valid[name].changes(baseline)
+    return _plugin_changes(valid[name], baseline, source)
 
 
-def _unknown(kind: str, name: str, valid: list[str]) -> str:
-    """'unknown X 'nrom'; did you mean 'norm'? valid: ...' for any unknown name."""
-    close = difflib.get_close_matches(str(name), valid, n=1, cutoff=0.6)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"unknown {kind} {name!r}{hint}; valid: {', '.join(valid)}"
+def _plugin_changes(removal: Removal, baseline: Recipe, source: str) -> Changes:
+    """A plug-in's removal applied to `baseline`, its contract checked (a mapping of recipe
+    keys that changes something); a failure names the plug-in."""
+    try:
+        changes = removal.changes(baseline)
+        _check_changes(removal.name, changes, baseline)
+    except ComponentError as error:
+        raise ComponentError(f"{error} ({describe_source(source)})") from None
+    except Exception as error:
+        raise ComponentError(
+            f"removal {removal.name!r} of {describe_source(source)} failed: "
+            f"{type(error).__name__}: {error}"
+        ) from None
+    return changes
 
 
 def _section_fields() -> dict[str, FieldInfo]:
@@ -335,7 +410,10 @@ def _is_mapping(annotation: Any) -> bool:
 def allowed_values(path: str) -> str:
     """Human description of what `path` accepts, from its config type: 'one of: a, b'."""
     if path == "train.loss":
-        return f"a loss ({', '.join(LOSS_TERMS)}) or a weighted sum like 0.7*dice+0.3*jaccard"
+        return f"a loss ({_named(LOSS_NAMES)}) or a weighted sum like 0.7*dice+0.3*jaccard"
+    if path == "train.image_size":
+        sizes = _describe(FIELDS[path].annotation, FIELDS[path].metadata)
+        return f"{sizes}, a multiple of 2**depth (one halving per encoder level)"
     if path in FIELDS:
         info = FIELDS[path]
         return _describe(info.annotation, info.metadata)
@@ -344,10 +422,21 @@ def allowed_values(path: str) -> str:
     return _describe(value_type, [])
 
 
+def _named(names: Names) -> str:
+    """'plain, residual, ghost (from my-plugin)': the valid names, a plug-in's marked."""
+    sources = plugin_names(names.family)
+    return ", ".join(
+        f"{name} (from {sources[name]})" if name in sources else name for name in names.valid()
+    )
+
+
 def _describe(annotation: Any, metadata: list[Any]) -> str:
     """Describe a type annotation plus its pydantic/annotated-types constraints."""
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
+    names = [item for item in [*args[1:], *metadata] if isinstance(item, Names)]
+    if names:
+        return "one of: " + _named(names[0])
     if origin is typing.Literal:
         return "one of: " + ", ".join(str(arg) for arg in args)
     if origin is typing.Annotated:
@@ -358,8 +447,8 @@ def _describe(annotation: Any, metadata: list[Any]) -> str:
     if origin is list:
         return f"list of {_describe(args[0], [])}"
     if origin is dict:
-        keys = typing.get_args(args[0]) or (_describe(args[0], []),)
-        return f"mapping of ({', '.join(map(str, keys))}) to {_describe(args[1], [])}"
+        keys = _describe(args[0], []).removeprefix("one of: ")
+        return f"mapping of ({keys}) to {_describe(args[1], [])}"
     if annotation is type(None):
         return "null"
     name = {bool: "true/false", int: "int", float: "number", str: "text"}.get(

@@ -43,7 +43,27 @@ class BlockFactory(Protocol):
     ) -> nn.Module: ...
 
 
-BLOCKS: Registry[BlockFactory] = Registry("block")
+def expect_shape(module: nn.Module, x: torch.Tensor, expected: tuple[int, ...]) -> None:
+    """Run `module` on `x` (eval mode, no grad) and raise ValueError unless the output is a
+    tensor of shape `expected`: the contract check of a plug-in's module."""
+    with torch.no_grad():
+        out = module.eval()(x)
+    shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+    if shape != expected:
+        raise ValueError(
+            f"maps an input {tuple(x.shape)} to {shape}; the contract needs {expected}"
+        )
+
+
+def check_block(name: str, factory: BlockFactory) -> None:
+    """A plug-in block: built with the block signature, (2, 4, 8, 8) -> (2, 6, 8, 8)."""
+    block = factory(
+        4, 6, norm=NORMS.get("batch"), double_norm=True, activation=ACTIVATIONS.get("relu")
+    )
+    expect_shape(block, torch.randn(2, 4, 8, 8), (2, 6, 8, 8))
+
+
+BLOCKS: Registry[BlockFactory] = Registry("block", check=check_block)
 
 
 class SqueezeExcite(nn.Module):

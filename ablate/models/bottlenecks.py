@@ -16,7 +16,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from ablate.models.blocks import LayerKit, conv_norm_act
+from ablate.models.blocks import LayerKit, conv_norm_act, expect_shape
 from ablate.registry import Registry
 
 ASPP_RATES = (2, 4, 6)
@@ -32,7 +32,12 @@ class BottleneckFactory(Protocol):
     ) -> nn.Module: ...
 
 
-BOTTLENECKS: Registry[BottleneckFactory] = Registry("bottleneck")
+def check_bottleneck(name: str, factory: BottleneckFactory) -> None:
+    """A plug-in bottleneck: built with the bottleneck signature, (2, 8, 4, 4) -> (2, 16, 4, 4)."""
+    expect_shape(factory(8, 16, kit=LayerKit.from_names()), torch.randn(2, 8, 4, 4), (2, 16, 4, 4))
+
+
+BOTTLENECKS: Registry[BottleneckFactory] = Registry("bottleneck", check=check_bottleneck)
 
 
 @BOTTLENECKS.register("plain")

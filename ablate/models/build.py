@@ -12,9 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
 from torch import nn
 
 from ablate.config import ModelConfig
+from ablate.models.blocks import expect_shape
 from ablate.models.encoder_decoder import AUX_HEADS
 from ablate.models.layers import CONV_TYPES, parse_norm
 from ablate.models.segnet import SegNet
@@ -24,7 +26,17 @@ from ablate.registry import Registry
 ArchBuilder = Callable[[ModelConfig, int, int], nn.Module]
 """(model config, out_channels, in_channels) -> the network."""
 
-ARCHS: Registry[ArchBuilder] = Registry("architecture")
+
+def check_arch(name: str, builder: ArchBuilder) -> None:
+    """A plug-in architecture: widths [4, 8, 16], 2 classes, 3- and 1-channel inputs (the
+    input modes) map (2, C, 32, 32) to logits (2, 2, 32, 32)."""
+    config = ModelConfig(widths=[4, 8, 16], arch=name)
+    for channels in (3, 1):
+        model = builder(config, 2, channels)
+        expect_shape(model, torch.randn(2, channels, 32, 32), (2, 2, 32, 32))
+
+
+ARCHS: Registry[ArchBuilder] = Registry("architecture", check=check_arch)
 
 
 def shared_arguments(config: ModelConfig) -> dict[str, Any]:

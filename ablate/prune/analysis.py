@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from ablate.config import PruningConfig, RunConfig
 from ablate.data.ebhi import SegmentationData
-from ablate.data.loader import ChannelStats, build_eval_loader, build_train_loader
+from ablate.data.loader import build_eval_loader, build_train_loader
 from ablate.data.split import Split
 from ablate.prune.methods import method_seed, prune_copy, sparsity
 from ablate.prune.scopes import Target, conv_layers, scope_targets
@@ -32,7 +32,7 @@ from ablate.train.evaluate import predict_counts
 from ablate.train.losses import build_loss
 from ablate.train.metrics import class_metrics
 from ablate.train.restore import INITIAL, read_state, restore_model
-from ablate.train.run import input_stats, run_split  # what training used, by construction
+from ablate.train.run import RunInputs, run_inputs, run_split  # what training used
 
 PRUNING = "pruning"
 WEIGHT_DISTANCE = "weight_distance"
@@ -187,7 +187,7 @@ def _grad_norm_rows(
     spec: RunSpec,
     data: SegmentationData,
     split: Split,
-    stats: ChannelStats | None,
+    inputs: RunInputs,
     device: torch.device,
 ) -> pd.DataFrame:
     """Gradient norms over one training epoch at each state in `states` (initial, trained)."""
@@ -204,7 +204,8 @@ def _grad_norm_rows(
             spec.seed,
             num_workers=0,
             pin_memory=False,
-            stats=stats,
+            stats=inputs.stats,
+            images=inputs.images,
         )
         probe = copy.deepcopy(model)
         probe.load_state_dict(state)
@@ -244,7 +245,7 @@ def analyse_run(
     model = restore_model(study, config, spec.variant, spec.seed, data.categories)
     trained = {name: value.clone() for name, value in model.state_dict().items()}
     split = run_split(config, data, spec.seed)
-    stats = input_stats(config, data, split)
+    inputs = run_inputs(config, data, split)
     # initial.pt feeds the weight tables only; pruning needs the trained weights alone.
     initial = read_state(study, spec.variant, spec.seed, INITIAL)
     written = []
@@ -259,12 +260,12 @@ def analyse_run(
             if initial is not None
             else {"trained": trained}
         )
-        rows = _grad_norm_rows(model, states, spec, data, split, stats, device)
+        rows = _grad_norm_rows(model, states, spec, data, split, inputs, device)
         store.write(GRAD_NORMS, spec.variant, spec.seed, rows)
         written.append(GRAD_NORMS)
     if PRUNING in spec.tables:
         loader = build_eval_loader(
-            data, split.test, config.train, num_workers=0, pin_memory=False, stats=stats
+            data, split.test, config.train, 0, False, stats=inputs.stats, images=inputs.images
         )
         rows = pruning_table(
             model, loader, config, data, pruning, spec.seed, device, spec.stored_steps

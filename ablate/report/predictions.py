@@ -24,7 +24,7 @@ from ablate.report.stats import BASELINE, MACRO
 from ablate.train.device import plan_device
 from ablate.train.evaluate import native_logits
 from ablate.train.restore import BEST, restore_model
-from ablate.train.run import input_stats, run_split
+from ablate.train.run import run_inputs, run_split
 
 PER_CATEGORY = 2
 
@@ -74,9 +74,10 @@ def _predict(
     model = restore_model(results.study, config, variant, seed, data.categories)
     model.eval()
     plan = plan_device(config.train, "cpu")
-    stats = input_stats(config, data, run_split(config, data, seed))
+    # The run's own inputs: input mode, stain normalisation and statistics of its split.
+    inputs = run_inputs(config, data, run_split(config, data, seed))
     loader = build_eval_loader(
-        data, indices, config.train, num_workers=0, pin_memory=False, stats=stats
+        data, indices, config.train, 0, False, stats=inputs.stats, images=inputs.images
     )
     masks: dict[int, np.ndarray] = {}
     with torch.no_grad():

@@ -26,7 +26,33 @@ from ablate.registry import Registry
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, Task], torch.Tensor]
 
-LOSSES: Registry[LossFn] = Registry("loss")
+LOSS_NAME = re.compile(r"^[a-z_]+$")
+"""Loss names appear in weighted sums (`0.7*dice+0.3*mine`): lowercase letters and _."""
+
+
+def check_loss(name: str, loss: LossFn) -> None:
+    """A plug-in loss: a finite float scalar with a gradient, for both tasks."""
+    if not LOSS_NAME.match(name):
+        raise ValueError("a loss name is lowercase letters and _ only (it is used in sums)")
+    generator = torch.Generator().manual_seed(0)
+    cases = {
+        "binary": (torch.randn(2, 1, 8, 8, generator=generator), torch.ones(2, 1, 8, 8)),
+        "multiclass": (
+            torch.randn(2, 3, 8, 8, generator=generator),
+            torch.randint(0, 3, (2, 8, 8), generator=generator),
+        ),
+    }
+    for task, (logits, target) in cases.items():
+        logits.requires_grad_(True)
+        value = loss(logits, target, task)  # type: ignore[arg-type]
+        if not isinstance(value, torch.Tensor) or value.dim() != 0:
+            shape = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ValueError(f"must return a scalar tensor for task {task}, returned {shape}")
+        if not torch.isfinite(value) or not value.requires_grad:
+            raise ValueError(f"must return a finite value with a gradient for task {task}")
+
+
+LOSSES: Registry[LossFn] = Registry("loss", check=check_loss)
 
 SMOOTH = 1.0
 FOCAL_GAMMA = 2.0

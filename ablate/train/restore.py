@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ablate.config import RunConfig
+from ablate.data.inputs import input_channels
 from ablate.errors import UserError
 from ablate.models import build_model, output_channels
 from ablate.store import StudyDir
@@ -56,8 +57,10 @@ def read_state(
 
 
 def build_run_model(config: RunConfig, categories: list[str]) -> nn.Module:
-    """The untrained model of a run's config, with its output channels for `categories`."""
-    return build_model(config.model, output_channels(config.protocol.task, categories))
+    """The untrained model of a run's config: its input channels (`augment.input`) and its
+    output channels for `categories`."""
+    out_channels = output_channels(config.protocol.task, categories)
+    return build_model(config.model, out_channels, input_channels(config.augment.input))
 
 
 def restore_model(

@@ -19,6 +19,7 @@ from torch import nn
 
 from ablate.config import RunConfig
 from ablate.data.ebhi import SegmentationData
+from ablate.data.inputs import RunImages
 from ablate.data.loader import ChannelStats, build_eval_loader, build_train_loader, channel_stats
 from ablate.data.split import Split, split_indices
 from ablate.models import build_model, output_channels
@@ -107,12 +108,24 @@ def run_split(config: RunConfig, data: SegmentationData, seed: int) -> Split:
     return split_indices(data.category_ids, seed, protocol.test_fraction, protocol.val_fraction)
 
 
-def input_stats(config: RunConfig, data: SegmentationData, split: Split) -> ChannelStats | None:
-    """The input normalization of a run: its training split's channel statistics when
-    `augment.normalize`, else None. Evaluation and analyses of the run use the same."""
-    if not config.augment.normalize:
-        return None
-    return channel_stats(data.images[split.train])
+@dataclass
+class RunInputs:
+    """What a run's loaders read: its images and their standardisation."""
+
+    images: RunImages
+    """Input mode and stain normalisation (fitted on the training split only)."""
+    stats: ChannelStats | None
+    """The training split's channel statistics when `augment.normalize`, else None."""
+
+
+def run_inputs(config: RunConfig, data: SegmentationData, split: Split) -> RunInputs:
+    """The inputs of a run: `augment.input`, `augment.stain_norm` and `augment.normalize`,
+    every reference (stain, channel statistics) estimated from the training split alone.
+    Evaluation and the analyses of the run (sample predictions, pruning) use the same."""
+    augment = config.augment
+    images = RunImages.fit(data.images, split.train, augment.input, augment.stain_norm)
+    stats = channel_stats(images.model_input(split.train)) if augment.normalize else None
+    return RunInputs(images, stats)
 
 
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -187,13 +200,15 @@ def _train_and_evaluate(
     workers = worker_count(config.train.num_workers, cpus, cuda=plan.is_cuda)
     seed_everything(seed, cpus=torch_threads(cpus, workers), device=plan.device)
     split = run_split(config, data, seed)
-    stats = input_stats(config, data, split)
+    inputs = run_inputs(config, data, split)
+    stats, images = inputs.stats, inputs.images
+    pin = plan.pin_memory
     train_loader = build_train_loader(
-        data, split.train, config.augment, config.train, seed, workers, plan.pin_memory, stats
+        data, split.train, config.augment, config.train, seed, workers, pin, stats, images
     )
-    test_loader = build_eval_loader(data, split.test, config.train, workers, plan.pin_memory, stats)
+    test_loader = build_eval_loader(data, split.test, config.train, workers, pin, stats, images)
     val_loader = (
-        build_eval_loader(data, split.val, config.train, workers, plan.pin_memory, stats)
+        build_eval_loader(data, split.val, config.train, workers, pin, stats, images)
         if len(split.val)
         else None
     )
@@ -203,7 +218,7 @@ def _train_and_evaluate(
 
     # Initial weights depend on the seed and the architecture only.
     torch.manual_seed(seed)
-    model = build_model(config.model, output_channels(task, data.categories))
+    model = build_model(config.model, output_channels(task, data.categories), images.channels)
     if outputs is not None:
         outputs.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         torch.save(_cpu_state(model), outputs.checkpoint_dir / "initial.pt")

@@ -41,7 +41,8 @@ def _rescaled(images: torch.Tensor) -> torch.Tensor:
 def overlays(
     model: nn.Module, loader: DataLoader, task: Task, plan: DevicePlan, count: int = 4
 ) -> torch.Tensor | None:
-    """(N, 3, H, 2W) panels of the first `count` images: the image | its error map.
+    """(N, 3, H, 2W) panels of the first `count` images: the image | its error map (a
+    1-channel input is shown in gray).
 
     Green marks correct tissue, red false alarms, blue missed tissue; shown at the native
     mask resolution, the resolution the metrics use. None when the loader is empty.
@@ -60,6 +61,7 @@ def overlays(
     picture = torch.nn.functional.interpolate(
         _rescaled(images.float()), size=tuple(mask.shape[-2:]), mode="bilinear", align_corners=False
     )
+    picture = picture.expand(-1, 3, -1, -1)  # a 1-channel input (gray, a stain) shown as gray
     blended = picture.clone()
     for colour, where in (
         (TRUE_POSITIVE, pred & mask),

@@ -95,6 +95,13 @@ def test_pipeline_script() -> None:
 
 
 @pytest.mark.slow
+def test_pipeline_script_input_modes() -> None:
+    key, value = run_script("pipeline", "--inputs")
+    assert key == "inputs_pipeline_ratio"
+    assert_positive(value)
+
+
+@pytest.mark.slow
 @pytest.mark.ray
 def test_overhead_script() -> None:
     key, value = run_script("overhead")

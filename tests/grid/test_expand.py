@@ -169,7 +169,11 @@ def test_every_removal_of_a_rich_baseline_changes_it() -> None:
                 "deep_supervision": True,
             },
             "train": {"balanced": True, "schedule": "cosine"},
-            "augment": {"normalize": True, "ops": {op: 0.5 for op in typing.get_args(AugmentOp)}},
+            "augment": {
+                "normalize": True,
+                "stain_norm": "macenko",
+                "ops": {op: 0.5 for op in typing.get_args(AugmentOp)},
+            },
         }
     )
     removals = removals_for(baseline)

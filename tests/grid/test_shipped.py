@@ -103,6 +103,7 @@ def test_ebhi_data_removes_each_augmentation_op() -> None:
     assert removed == baseline_ops
     names = {v.name for v in variants}
     assert {"no-augmentation", "no-balanced", "copies=3", "normalize=true"} <= names
+    assert {"input=hematoxylin", "stain_norm=macenko"} <= names
 
 
 def test_ebhi_paper_uses_the_papers_protocol() -> None:
