@@ -178,7 +178,7 @@ def corrected_t(deltas: np.ndarray, r: float) -> LookStats:
 def holm_last_axis(p_values: np.ndarray) -> np.ndarray:
     """Holm-adjusted p-values along the last axis (each row a family); NaN stays out.
 
-    The same rule as `ablate.report.stats.holm`, vectorised over rows for simulations.
+    Holm's step-down rule, vectorised over rows (families) for tables and simulations.
     """
     p_values = np.asarray(p_values, dtype=float)
     order = np.argsort(p_values, axis=-1, kind="stable")  # NaN sorts last
