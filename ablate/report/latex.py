@@ -22,6 +22,12 @@ BOLD = "boldmath: --wrap;"
 EQUIVALENT_SUFFIX = "${}^{\\approx}$"
 
 
+def _angles(label: object) -> str:
+    """`<` and `>` as text: pandas' LaTeX escaping (applied first) leaves them, and in
+    LaTeX's default font encoding they print as inverted ! and ?."""
+    return str(label).replace("<", "\\textless{}").replace(">", "\\textgreater{}")
+
+
 def _math(mean: float, half_width: float | None, signed: bool) -> str:
     number = f"{mean:+.3f}" if signed else f"{mean:.3f}"
     if half_width is None or not math.isfinite(half_width):
@@ -95,8 +101,8 @@ def deltas_latex(summary: pd.DataFrame, deltas: pd.DataFrame, metric: str, desig
     """
     frame, style = _frames(summary, deltas, metric)
     styler = (
-        frame.style.format_index(escape="latex", axis=0)
-        .format_index(escape="latex", axis=1)
+        frame.style.format_index(_angles, escape="latex", axis=0)
+        .format_index(_angles, escape="latex", axis=1)
         .apply(lambda _: style, axis=None)
     )
     table = styler.to_latex(

@@ -130,7 +130,7 @@ def _expected(
     stored_seeds = sorted(int(seed) for seed in set(runs["seed"]))
     if grid is None:
         return Expected(stored_variants, stored_seeds, from_grid=False)
-    names = list(dict.fromkeys([*(variants or []), *stored_variants]))
+    names = _study_variants(variants, runs)
     if rounds is not None:
         stored = runs.groupby("variant")["seed"].agg(lambda s: sorted(int(x) for x in s))
         by_variant = {
@@ -139,6 +139,11 @@ def _expected(
         return Expected(names, grid.protocol.max_seed_list(), True, by_variant)
     seeds = list(dict.fromkeys([*grid.protocol.seed_list(), *stored_seeds]))
     return Expected(names, seeds, from_grid=True)
+
+
+def _study_variants(variants: list[str] | None, runs: pd.DataFrame) -> list[str]:
+    """The grid's variants, then any other variant the store holds runs of."""
+    return list(dict.fromkeys([*(variants or []), *runs["variant"]]))
 
 
 def _of_runs(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
@@ -181,7 +186,7 @@ def load_study(
     rounds = None
     if grid is not None and grid.protocol.is_adaptive:
         design = Design.of(grid.protocol, grid.analysis)
-        rounds = replay_rounds(grid, variants or [], runs, class_metrics, design)
+        rounds = replay_rounds(grid, _study_variants(variants, runs), runs, class_metrics, design)
     return StudyResults(
         study=study,
         name=grid.study if grid is not None else study.name,
