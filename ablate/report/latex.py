@@ -49,23 +49,22 @@ def _frames(
     base = summary[(summary["variant"] == BASELINE) & (summary["metric"] == metric)]
     wanted = deltas[deltas["metric"] == metric]
     columns = category_order(list(base["category"]) + list(wanted["category"]))
-    cells: dict[str, dict[str, str]] = {BASELINE: {}}
-    styles: dict[str, dict[str, str]] = {BASELINE: {}}
-    for row in base.itertuples():
-        std = float(row.std) if pd.notna(row.std) else None
-        cells[BASELINE][row.category] = _math(float(row.mean), std, signed=False)
-    for variant, group in wanted.groupby("variant", sort=False):
-        cells[variant], styles[variant] = {}, {}
-        for _, row in group.iterrows():
-            cells[variant][row["category"]] = _delta_cell(row)
-            styles[variant][row["category"]] = BOLD if row["verdict"] in (BETTER, WORSE) else ""
     if len(row_levels(wanted)) > 1:  # adaptive seeds: each variant's own interval level
         columns.append("level")
+    variants = [BASELINE, *dict.fromkeys(wanted["variant"])]
+    frame = pd.DataFrame("", index=variants, columns=columns, dtype=object)
+    style = pd.DataFrame("", index=variants, columns=columns, dtype=object)
+    for row in base.itertuples():
+        std = float(row.std) if pd.notna(row.std) else None
+        frame.at[BASELINE, row.category] = _math(float(row.mean), std, signed=False)
+    for _, row in wanted.iterrows():
+        frame.at[row["variant"], row["category"]] = _delta_cell(row)
+        if row["verdict"] in (BETTER, WORSE):
+            style.at[row["variant"], row["category"]] = BOLD
+    if "level" in columns:
         for variant, group in wanted.groupby("variant", sort=False):
             levels = row_levels(group)
-            cells[variant]["level"] = percent(levels[0]).replace("%", "\\%") if levels else ""
-    frame = pd.DataFrame.from_dict(cells, orient="index").reindex(columns=columns).fillna("")
-    style = pd.DataFrame.from_dict(styles, orient="index").reindex_like(frame).fillna("")
+            frame.at[variant, "level"] = percent(levels[0]).replace("%", "\\%") if levels else ""
     frame.columns.name = "variant"
     return frame, style
 
