@@ -7,6 +7,7 @@ and the verdict of every variant on macro Dice (analysis.metric) in each study's
 Target (issue 13): at least 40% fewer runs, and no verdict reversed (better <-> worse).
 
     python benchmarks/adaptive.py            # the fixed study alone is 40 runs: ~5-10 min
+    python benchmarks/adaptive.py --fixed-split   # both with protocol.vary: {split: false}
     python benchmarks/adaptive.py --quick    # 1 epoch at 32 px, seeds {min: 3, max: 4} vs 4
 """
 
@@ -87,12 +88,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a tiny version (smoke test)")
     parser.add_argument("--min-seeds", type=int, default=3)
     parser.add_argument("--max-seeds", type=int, default=8)
+    parser.add_argument(
+        "--fixed-split", action="store_true", help="protocol.vary: {split: false} in both"
+    )
     args = parser.parse_args(argv)
     low, high = (3, 4) if args.quick else (args.min_seeds, args.max_seeds)
-    print(machine_header(f"Adaptive seeds {{min: {low}, max: {high}}} vs {high} fixed seeds"))
+    split = ", split fixed" if args.fixed_split else ""
+    print(
+        machine_header(f"Adaptive seeds {{min: {low}, max: {high}}} vs {high} fixed seeds{split}")
+    )
     with tempfile.TemporaryDirectory(prefix="ablate-adaptive-") as scratch:
         folder = Path(scratch)
-        changes = QUICK if args.quick else {}
+        changes = dict(QUICK) if args.quick else {}
+        if args.fixed_split:
+            changes["protocol.vary"] = {"split": False}
         grids = {
             "adaptive": {"protocol.seeds": {"min": low, "max": high}},
             "fixed": {"protocol.seeds": high},
