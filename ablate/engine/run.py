@@ -183,29 +183,41 @@ def _train_pending(
     may_grow = cluster_address(address) is not None
     with ray_connection(address):
         data = ship_dataset(prepared)
-        if plan.adaptive:
-            errors = train_rounds(prepared, setup, data, concurrent, may_grow, trainable)
-        else:
-            printer = ProgressPrinter(
-                pending={variant: len(seeds) for variant, seeds in pending.items()},
-                finished_before=plan.skipped,
-                total=plan.total,
-            )
-            errors = run_trials(
-                setup,
-                data,
-                pending,
-                resources,
-                concurrent,
-                printer,
-                prepared.study,
-                may_grow=may_grow,
-                trainable=trainable,
-            )
+        train = train_rounds if plan.adaptive else _train_fixed
+        errors = train(prepared, setup, data, concurrent, may_grow, trainable)
         _stop_if_disk_filled(prepared.study, errors)
         # While Ray is up, pruning spreads its analyses over the cluster too.
         _prune(prepared)
     return errors
+
+
+def _train_fixed(
+    prepared: PreparedStudy,
+    setup: TrialSetup,
+    data: object,
+    max_concurrent: int | None,
+    may_grow: bool,
+    trainable: Trainable,
+) -> dict[str, str]:
+    """A fixed number of seeds: one Tune run of every unfinished (variant, seed)."""
+    plan = prepared.plan
+    pending = plan.pending()
+    printer = ProgressPrinter(
+        pending={variant: len(seeds) for variant, seeds in pending.items()},
+        finished_before=plan.skipped,
+        total=plan.total,
+    )
+    return run_trials(
+        setup,
+        data,
+        pending,
+        prepared.grid.resources,
+        max_concurrent,
+        printer,
+        prepared.study,
+        may_grow=may_grow,
+        trainable=trainable,
+    )
 
 
 def _stop_if_disk_filled(study: StudyDir, errors: dict[str, str]) -> None:

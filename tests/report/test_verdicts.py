@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
+from ablate.cli import main
 from ablate.config import AnalysisConfig, ProtocolConfig
 from ablate.report import inference
 from ablate.report.commands import summarize_command
@@ -161,7 +162,9 @@ def test_a_fixed_split_study_says_paired_t_everywhere(study_factory) -> None:
 
 
 def test_headline_metric_defaults_to_analysis_metric(study_factory) -> None:
-    summary = _summarize(study_factory(analysis={"metric": "iou"}))
+    study = study_factory(analysis={"metric": "iou"})
+    assert main(["summarize", str(study)]) == 0  # the command line's default too
+    summary = study / "summary"
     assert (summary / "forest_iou.png").is_file() and not (summary / "forest_dice.png").exists()
     assert (summary / "verdicts.md").read_text().startswith("# handmade: verdicts on macro iou")
     assert (_summarize(summary.parent, metric="dice") / "forest_dice.png").is_file()
