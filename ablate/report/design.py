@@ -8,6 +8,7 @@ build it here, so they analyse a study the same way.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
@@ -57,12 +58,20 @@ class Design:
         return test_name(self.r)
 
 
-def delta_table(scores: pd.DataFrame, design: Design, baseline: str = BASELINE) -> pd.DataFrame:
+def delta_table(
+    scores: pd.DataFrame,
+    design: Design,
+    variants: Sequence[str] | None = None,
+    baseline: str = BASELINE,
+) -> pd.DataFrame:
     """One row per (variant, category, metric): paired delta, corrected test, Holm, verdict.
 
     Args:
         scores: `stats.run_scores` of the ok runs.
         design: the study's design.
+        variants: the study's variants (baseline left out): every Holm family holds them
+            all, as the adaptive rounds' does; one without an ok paired seed is a row with
+            n_seeds 0. Default: the variants with paired seeds.
         baseline: the variant deltas are taken against.
 
     Returns:
@@ -78,4 +87,5 @@ def delta_table(scores: pd.DataFrame, design: Design, baseline: str = BASELINE) 
         margin=design.margin,
         alpha=design.alpha,
         schedule=design.schedule,
+        variants=None if variants is None else [v for v in variants if v != baseline],
     )

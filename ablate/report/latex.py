@@ -36,6 +36,8 @@ def _math(mean: float, half_width: float | None, signed: bool) -> str:
 
 
 def _delta_cell(row: pd.Series) -> str:
+    if pd.isna(row["mean_delta"]):  # no paired seed
+        return "--"
     half = (row["ci_high"] - row["ci_low"]) / 2 if pd.notna(row["ci_low"]) else None
     text = _math(float(row["mean_delta"]), half, signed=True)
     return text + EQUIVALENT_SUFFIX if row["verdict"] == EQUIVALENT else text

@@ -33,10 +33,9 @@ CONVENTIONS = (
     "macro is the mean over categories of one run (variant, seed), then summarised over "
     "seeds like a category.",
     "Failed and diverged runs are left out of every statistic.",
-    "Deltas are paired by seed (same seed: same split and initial weights, as far as "
-    "protocol.vary lets the seed set them): variant minus baseline, over the seeds where "
-    "both finished ok; baseline_mean and variant_mean in deltas.csv are over those paired "
-    "seeds.",
+    "Deltas are paired by seed (same seed: same split, initial weights and training "
+    "stream): variant minus baseline, over the seeds where both finished ok; baseline_mean "
+    "and variant_mean in deltas.csv are over those paired seeds.",
 )
 
 

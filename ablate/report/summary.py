@@ -54,7 +54,7 @@ def compute_summary(results: StudyResults, metric: str) -> Summary:
     design = results.design()
     scores = _in_study_order(stats.run_scores(results.class_metrics), results.expected.variants)
     try:
-        deltas = delta_table(scores, design)
+        deltas = delta_table(scores, design, results.expected.variants)
     except ValueError as error:  # more seeds stored than the grid's adaptive max
         raise UserError(f"{results.study.uri}: cannot analyse the study: {error}") from None
     losses = stats.losses_at_best_epoch(results.history, results.ok_runs)

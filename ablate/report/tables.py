@@ -40,7 +40,10 @@ def _finite(row: pd.Series, *columns: str) -> bool:
 
 
 def delta_cell(row: pd.Series) -> str:
-    """`-0.031 ± 0.012 *`: delta, half-width of its interval, the verdict's mark."""
+    """`-0.031 ± 0.012 *`: delta, half-width of its interval, the verdict's mark; 'n/a'
+    without a paired seed."""
+    if not _finite(row, "mean_delta"):
+        return "n/a"
     text = f"{row['mean_delta']:+.3f}"
     if _finite(row, "ci_low", "ci_high"):
         text += f" ± {(row['ci_high'] - row['ci_low']) / 2:.3f}"
@@ -259,6 +262,8 @@ def _seeds_needed_cell(row: pd.Series) -> str:
 
 
 def _interval_cell(row: pd.Series) -> str:
+    if not _finite(row, "mean_delta"):
+        return "n/a (no paired seed)"
     text = f"{row['mean_delta']:+.4f}"
     if _finite(row, "ci_low", "ci_high"):
         return f"{text} [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]"

@@ -209,6 +209,20 @@ def test_a_variant_without_seeds_still_counts_in_the_family() -> None:
     assert np.isnan(result.p_holm[1]) and result.verdict[1] == inf.INCONCLUSIVE
 
 
+def test_the_table_takes_the_whole_family_like_next_round() -> None:
+    """`variants` puts a variant without any paired seed in every family (a row with n 0,
+    in Holm as p = 1), as `next_round` does, so summary and rounds adjust alike."""
+    data = paired({"a": [-0.05, -0.06, -0.055, -0.052], "b": [0.01, -0.02, 0.0, 0.02]})
+    table = inf.inference_table(data, r=R, variants=["a", "dead", "b"]).set_index("variant")
+    assert list(table.index) == ["a", "dead", "b"]
+    assert table.loc["dead", "n_seeds"] == 0 and table.loc["dead", "verdict"] == inf.INCONCLUSIVE
+    x = np.array([[-0.05, -0.06, -0.055, -0.052], [np.nan] * 4, [0.01, -0.02, 0.0, 0.02]])
+    core = inf.analyse_family(x, r=R)
+    np.testing.assert_allclose(table["p_holm"], core.p_holm, equal_nan=True)
+    without = inf.inference_table(data, r=R).set_index("variant")
+    assert table.loc["a", "p_holm"] > without.loc["a", "p_holm"]  # a family of 3, not 2
+
+
 def test_one_seed_gives_no_interval_and_no_p() -> None:
     row = inf.inference_table(paired({"a": [0.03]}), r=R).loc[0]
     assert row["n_seeds"] == 1

@@ -263,3 +263,40 @@ def test_summary_writes_a_latex_table_per_metric(study_factory) -> None:
     no_skip = next(line for line in dice.splitlines() if line.startswith("no-skip &"))
     assert no_skip.count("\\boldmath") == 4  # worse in every category and macro
     assert "\\boldmath" not in next(line for line in dice.splitlines() if line.startswith("same &"))
+
+
+def test_a_variant_without_any_ok_run_stays_in_its_holm_family(study_factory, spec) -> None:
+    """Every run of `wider` failed: it is still a row (no paired seed, inconclusive) and
+    still in the Holm family, as in the adaptive rounds' decisions (`next_round` is given
+    every variant), so the summary adjusts over the family the rounds used."""
+    failed = {("wider", seed): "failed" for seed in spec.SEEDS}
+    summary = _summarize(study_factory(status=failed))
+    deltas = _deltas(summary).set_index(["variant", "category", "metric"])
+    wider = deltas.loc[("wider", "macro", "dice")]
+    assert wider["n_seeds"] == 0 and wider["verdict"] == "inconclusive"
+    assert "fewer than 2 paired seeds" in wider["reason"]
+    no_skip = deltas.loc[("no-skip", "macro", "dice")]
+    # family of three: no-skip's p, and p = 1 for wider (no seed) and same (no noise)
+    assert no_skip["p_holm"] == pytest.approx(min(1.0, 3 * no_skip["p_value"]))
+    macro = _macro_dice_deltas(spec).assign(category="macro", metric="dice")
+    core = inference.inference_table(macro, r=R, variants=["no-skip", "same", "wider"])
+    assert core.set_index("variant").loc["no-skip", "p_holm"] == pytest.approx(no_skip["p_holm"])
+    page = (summary / "report.html").read_text()
+    assert "n/a (no paired seed)" in page
+    assert "wider & -- & -- & -- & -- \\\\" in (summary / "deltas_dice.tex").read_text()
+
+
+def _macro_dice_deltas(spec) -> pd.DataFrame:
+    """no-skip's and same's paired macro Dice deltas, from the known counts."""
+    rows = []
+    for variant in ("no-skip", "same"):
+        for seed in spec.SEEDS:
+            values = []
+            for name in (variant, "baseline"):
+                dice = []
+                for index in range(len(spec.CATEGORIES)):
+                    c = spec.counts(name, seed, index)
+                    dice.append(2 * c["tp"] / (2 * c["tp"] + c["fp"] + c["fn"]))
+                values.append(np.mean(dice))
+            rows.append({"variant": variant, "seed": seed, "delta": values[0] - values[1]})
+    return pd.DataFrame(rows)
