@@ -144,9 +144,9 @@ def _add_summarize(subparsers: argparse._SubParsersAction) -> None:
     summarize.add_argument("study_dir", help="study directory")
     summarize.add_argument(
         "--metric",
-        default="dice",
+        default=None,
         choices=["dice", "iou", "precision", "recall", "accuracy"],
-        help="metric of the markdown table and plots",
+        help="headline metric of the verdicts, plots and ranking (default: analysis.metric)",
     )
     summarize.set_defaults(
         target="ablate.report.commands:summarize_command", keys=("study_dir", "metric")

@@ -5,8 +5,9 @@ Parquet unchanged. Every field says what it means; validation collects every pro
 grid loader reports each with its YAML key path and line.
 
 A run's configuration is `RunConfig` (data, protocol, model, train, augment). A grid
-(`GridConfig`) holds the same sections plus `study`, `ablations`, `resources` and `pruning`;
-its `baseline` holds the three parts that variants change (model, train, augment).
+(`GridConfig`) holds the same sections plus `study`, `ablations`, `resources`, `pruning`
+and `analysis`; its `baseline` holds the three parts that variants change (model, train,
+augment).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pydantic import (
     Discriminator,
     Field,
     Tag,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -54,6 +56,8 @@ AugmentOp = Literal["rotate", "hflip", "vflip", "rgb_shift", "blur", "color_jitt
 """Built-in augmentation ops (plug-ins add more: `AugmentOpName`)."""
 Reader = Literal["ebhi"]
 """Built-in dataset readers (plug-ins add more: `ReaderName`)."""
+Metric = Literal["dice", "iou", "precision", "recall", "accuracy"]
+"""The per-category scores a summary reports (every one higher-is-better)."""
 
 # A loss is one term (`dice`) or a weighted sum (`0.7*dice+0.3*jaccard`); the term names are
 # checked against the loss registry when the loss is built, the shape is checked here.
@@ -152,18 +156,6 @@ CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 STUDY_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
-def _seeds_form(value: Any) -> str:
-    return "list" if isinstance(value, list) else "count"
-
-
-Seeds = Annotated[
-    Annotated[list[int], Tag("list")] | Annotated[PositiveInt, Tag("count")],
-    Discriminator(_seeds_form),
-]
-"""A list of seeds or a count; validated as the form written, so a bad list is not also
-reported as "not an integer"."""
-
-
 def _short(text: str, keep: int = 40) -> str:
     """`text` for a message: its start when long, so one line names it without flooding."""
     return repr(text) if len(text) <= keep else f"{text[:keep]!r}... ({len(text)} characters)"
@@ -174,6 +166,80 @@ class Strict(BaseModel):
     numbers are finite (a `.inf` learning rate or CPU count is a typo, never a setting)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _whole_number(value: Any) -> Any:
+    """Refuse what lax validation would turn into an int (`true`, `'3'`, `2.5` is left to
+    the int check): a count written as text or a boolean is a typo."""
+    if isinstance(value, bool | str):
+        raise ValueError(f"must be a whole number, got {value!r}")
+    return value
+
+
+class SeedRange(Strict):
+    """Adaptive seeds: every variant runs seeds 0..min-1, then variants still undecided get
+    one more seed per round (the next index) until decided or max (see README, "Adaptive
+    seeds")."""
+
+    min: int
+    """Seeds every variant runs before the first look (at least 2: one seed has no noise
+    estimate)."""
+    max: int
+    """Most seeds a variant may run (at most MAX_SEEDS)."""
+
+    @field_validator("min", "max", mode="before")
+    @classmethod
+    def _whole(cls, value: Any) -> Any:
+        return _whole_number(value)
+
+    @field_validator("min")
+    @classmethod
+    def _min_two(cls, value: int) -> int:
+        if value < 2:
+            raise ValueError(
+                f"must be at least 2 (one seed gives no estimate of noise), got {value}"
+            )
+        return value
+
+    @field_validator("max")
+    @classmethod
+    def _max_bounded(cls, value: int, info: ValidationInfo) -> int:
+        if value > MAX_SEEDS:
+            raise ValueError(f"{value} seeds; the limit is {MAX_SEEDS} (MAX_SEEDS)")
+        low = info.data.get("min")
+        if low is not None and value < low:
+            raise ValueError(f"must be at least seeds.min ({low}), got {value}")
+        return value
+
+
+def _seeds_form(value: Any) -> str:
+    """The tag of a seeds value, written (dict, list, int) or validated (SeedRange)."""
+    if isinstance(value, list):
+        return "list"
+    return "range" if isinstance(value, dict | SeedRange) else "count"
+
+
+Seeds = Annotated[
+    Annotated[list[int], Tag("list")]
+    | Annotated[PositiveInt, Tag("count")]
+    | Annotated[SeedRange, Tag("range")],
+    Discriminator(_seeds_form),
+]
+"""A list of seeds, a count, or an adaptive {min, max}; validated as the form written, so a
+bad list is not also reported as "not an integer"."""
+
+
+class VaryConfig(Strict):
+    """Which sources of randomness the seed sets; a fixed one takes the study's first seed
+    (`ProtocolConfig.first_seed`) for every seed."""
+
+    split: bool = True
+    """A new stratified train/validation/test split per seed. False: one split for every
+    seed, so the deltas answer a question about that split (plain paired t, no correction)."""
+    init: bool = True
+    """New initial weights per seed."""
+    order: bool = True
+    """New training stream per seed: data order, augmentation draws and dropout."""
 
 
 class SyntheticConfig(Strict):
@@ -233,8 +299,8 @@ class ProtocolConfig(Strict):
     """How each seed splits the data and what the network predicts."""
 
     seeds: Seeds = 3
-    """A list of seeds, or a count n meaning seeds 0..n-1 (at most MAX_SEEDS seeds, each
-    in 0..MAX_SEED)."""
+    """A list of seeds, a count n meaning seeds 0..n-1 (at most MAX_SEEDS seeds, each in
+    0..MAX_SEED), or {min, max}: adaptive seeds 0..max-1, min of them for every variant."""
     test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
     """Share of each category held out for testing."""
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
@@ -243,6 +309,8 @@ class ProtocolConfig(Strict):
     task: Task = "binary"
     """binary: tissue vs background, reported per category; multiclass: background + one class
     per category."""
+    vary: VaryConfig = VaryConfig()
+    """The sources of randomness each seed changes (default: all three)."""
 
     @field_validator("seeds", mode="before")
     @classmethod
@@ -282,9 +350,32 @@ class ProtocolConfig(Strict):
             raise ValueError("test_fraction and val_fraction leave almost nothing to train on")
         return self
 
-    def seed_list(self) -> list[int]:
-        """The seeds as a list, `3` meaning [0, 1, 2]."""
+    @property
+    def is_adaptive(self) -> bool:
+        """True when seeds is {min, max}: variants get seeds in rounds until decided."""
+        return isinstance(self.seeds, SeedRange)
+
+    def max_seed_list(self) -> list[int]:
+        """Every seed a variant may run, in the order they run: `3` -> [0, 1, 2], a list as
+        written, {min: 3, max: 10} -> [0, ..., 9]."""
+        if isinstance(self.seeds, SeedRange):
+            return list(range(self.seeds.max))
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+    def min_seed_list(self) -> list[int]:
+        """The seeds every variant runs: all of them, or the first `min` when adaptive."""
+        seeds = self.max_seed_list()
+        return seeds[: self.seeds.min] if isinstance(self.seeds, SeedRange) else seeds
+
+    def seed_list(self) -> list[int]:
+        """The study's seeds as a list, `3` meaning [0, 1, 2]; for adaptive seeds every seed
+        a variant may run (`max_seed_list`)."""
+        return self.max_seed_list()
+
+    @property
+    def first_seed(self) -> int:
+        """The seed whose split, weights or training stream a fixed source (`vary`) keeps."""
+        return self.max_seed_list()[0]
 
     @property
     def early_stops_on_test(self) -> bool:
@@ -564,6 +655,27 @@ class Ablations(Strict):
     """key -> values: every combination, for interactions."""
 
 
+class AnalysisConfig(Strict):
+    """How the summary decides a verdict per delta, and what adaptive seeds decide on."""
+
+    metric: Metric = "dice"
+    """The headline metric: the summary's plots, ranking and verdicts section, and (macro)
+    what adaptive seeds decide on."""
+    margin: float = Field(0.01, gt=0.0)
+    """The smallest change that matters, in the metric's units: within +-margin a component
+    is `equivalent` (safe to remove)."""
+    alpha: float = Field(0.05, gt=0.0, lt=0.5)
+    """Level of every test (Holm-adjusted significance; TOST at 1 - 2 alpha)."""
+
+    @field_validator("margin", "alpha", mode="before")
+    @classmethod
+    def _a_number(cls, value: Any) -> Any:
+        """A number as written: `true` or `'0.01'` would pass lax validation as 1.0 / 0.01."""
+        if isinstance(value, bool | str):
+            raise ValueError(f"must be a number, got {value!r}")
+        return value
+
+
 class GridConfig(Strict):
     """A whole ablation study as declared in YAML."""
 
@@ -575,6 +687,7 @@ class GridConfig(Strict):
     ablations: Ablations = Ablations()
     resources: Resources = Resources()
     pruning: PruningConfig | None = None
+    analysis: AnalysisConfig = AnalysisConfig()
 
     @field_validator("study")
     @classmethod

@@ -138,9 +138,11 @@ def run_trials(
     study: StudyDir,
     may_grow: bool = False,
     trainable: Trainable = train_variant,
+    name_suffix: str = "",
 ) -> dict[str, str]:
     """One Tune trial per variant with pending seeds; returns variant -> error of the trials
-    that failed beyond their retries.
+    that failed beyond their retries. `name_suffix` ends the name of Tune's run folder
+    (adaptive rounds: "-round2", so two rounds in one second never share a folder).
 
     `data` is best the dataset's ObjectRef (`ablate.engine.study.ship_dataset`): Tune passes
     it on as it is, and each trial receives the dataset itself. `trainable` is the trial's
@@ -162,7 +164,7 @@ def run_trials(
             trial_dirname_creator=lambda trial: trial.trial_id,
         ),
         run_config=tune.RunConfig(
-            name=time.strftime("run-%Y%m%d-%H%M%S"),
+            name=time.strftime("run-%Y%m%d-%H%M%S") + name_suffix,
             # Tune's own state (trial checkpoints: the seeds done) lives in the study too,
             # through the study's filesystem, so every node of a cluster reaches it.
             storage_path=study.tune_path(),

@@ -28,8 +28,9 @@ class ProgressPrinter(Callback):
     Args:
         pending: variant -> number of seeds this invocation runs.
         finished_before: runs already finished before this invocation (resumed studies).
-        total: runs of the whole study.
+        total: runs of the whole study (with adaptive seeds: those scheduled so far).
         stream: where lines go (stdout).
+        label: put before the variant of each line ("round 2 " in adaptive rounds).
     """
 
     def __init__(
@@ -38,10 +39,12 @@ class ProgressPrinter(Callback):
         finished_before: int,
         total: int,
         stream: TextIO | None = None,
+        label: str = "",
     ) -> None:
         self.pending = pending
         self.done = finished_before
         self.total = total
+        self.label = label
         # Resolved when printing: Tune pickles its callbacks, and sys.stdout may not pickle.
         self.stream = stream
         self.width = max((len(name) for name in pending), default=8)
@@ -62,7 +65,8 @@ class ProgressPrinter(Callback):
         left = self.pending.get(variant, 0) - len(seconds)
         eta = format_duration(left * sum(seconds) / len(seconds)) if left > 0 else "done"
         self._print(
-            f"[{self.done:>{len(str(self.total))}}/{self.total}] {variant:<{self.width}} "
+            f"[{self.done:>{len(str(self.total))}}/{self.total}] {self.label}"
+            f"{variant:<{self.width}} "
             f"seed {result.get('seed')}: {result.get('status', '?'):<8} "
             f"dice {_dice(result.get('macro_dice'))} | mean {_dice(result.get('mean_macro_dice'))} "
             f"over {result.get('seeds_done')}/{result.get('seeds_total')} seeds | "

@@ -2,10 +2,16 @@
 
 A study directory remembers the grid it was made from (grid.yaml). Running again with the
 same grid, or one that only adds variants or seeds, continues the study; any other change
-(a baseline hyperparameter, the data, the protocol) would mix results of two different
-studies, so it is refused with the changed keys named. `resources` may change freely: it
-decides where runs execute, not what they compute; so may `pruning`, whose new settings are
-analysed on top of the stored ones.
+(a baseline hyperparameter, the data, the protocol, `protocol.vary`) would mix results of
+two different studies, so it is refused with the changed keys named. `resources` may change
+freely: it decides where runs execute, not what they compute; so may `pruning`, whose new
+settings are analysed on top of the stored ones, and `analysis` (margin, alpha, metric),
+which only changes how the summary reads the runs.
+
+Adaptive seeds ({min, max}) grow by raising max. Their first look is at min, so min stays
+as it was (a lower min would add looks the study never took); a fixed number of seeds may
+become adaptive when its seeds are the adaptive study's first round (0..min-1); adaptive
+seeds never become fixed (the looks already taken would be forgotten).
 """
 
 from __future__ import annotations
@@ -13,13 +19,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ablate.config import GridConfig
+from ablate.config import GridConfig, ProtocolConfig
 from ablate.errors import UserError
 from ablate.grid import Variant, expand_variants
 
-FREE_SECTIONS = ("resources", "pruning")
-"""Top-level grid keys that may change between runs of one study: where runs execute, and
-the pruning analysis (new settings add rows to the stored ones; see ablate/prune/study.py)."""
+FREE_SECTIONS = ("resources", "pruning", "analysis")
+"""Top-level grid keys that may change between runs of one study: where runs execute, the
+pruning analysis (new settings add rows to the stored ones; see ablate/prune/study.py) and
+how the summary analyses the runs (margin, alpha, metric: no run changes)."""
 GROWABLE_KEYS = ("ablations", "protocol.seeds")
 """Keys that may change as long as variants and seeds are only added."""
 
@@ -60,11 +67,7 @@ def changed_keys(old: GridConfig, new: GridConfig) -> list[str]:
 def shrunk_keys(old: GridConfig, new: GridConfig, new_variants: list[Variant]) -> list[str]:
     """Variants or seeds of the old grid that the new one (with `new_variants`) drops or
     redefines."""
-    problems = []
-    old_seeds, new_seeds = old.protocol.seed_list(), set(new.protocol.seed_list())
-    removed = [seed for seed in old_seeds if seed not in new_seeds]
-    if removed:
-        problems.append(f"protocol.seeds (seeds {removed} removed)")
+    problems = seed_problems(old.protocol, new.protocol)
     by_name = {variant.name: variant for variant in new_variants}
     for variant in expand_variants(old):
         current = by_name.get(variant.name)
@@ -75,6 +78,23 @@ def shrunk_keys(old: GridConfig, new: GridConfig, new_variants: list[Variant]) -
             # once, so only a variant whose own changes differ is listed here.
             problems.append(f"ablations (variant {variant.name!r} now changes {current.changes})")
     return problems
+
+
+def seed_problems(old: ProtocolConfig, new: ProtocolConfig) -> list[str]:
+    """How `new`'s seeds fail to continue a study run with `old`'s (see the module's rules)."""
+    removed = [seed for seed in old.max_seed_list() if seed not in set(new.max_seed_list())]
+    if removed:
+        return [f"protocol.seeds (seeds {removed} removed)"]
+    if old.is_adaptive and not new.is_adaptive:
+        return ["protocol.seeds (adaptive seeds made fixed: the looks taken would be lost)"]
+    if old.is_adaptive and new.seeds.min != old.seeds.min:
+        return [f"protocol.seeds.min ({old.seeds.min} -> {new.seeds.min}: the looks start there)"]
+    if new.is_adaptive and not old.is_adaptive and old.max_seed_list() != new.min_seed_list():
+        return [
+            f"protocol.seeds (seeds {old.max_seed_list()} made adaptive: they must be the "
+            f"first round, seeds 0..{new.seeds.min - 1})"
+        ]
+    return []
 
 
 def check_compatible(
@@ -97,15 +117,32 @@ def check_compatible(
 
 @dataclass(frozen=True)
 class Plan:
-    """The runs of a study: all of them, the finished ones, and what is left per variant."""
+    """The runs of a study: all of them, the finished ones, and what is left per variant.
+
+    With adaptive seeds, `seeds` are every seed a variant may run and `min_seeds` those of
+    the first round; which runs the later rounds add is decided between rounds
+    (`ablate.engine.rounds`), so `pending` is only meaningful for fixed seeds.
+    """
 
     variants: list[str]
     seeds: list[int]
     finished: set[tuple[str, int]]
+    min_seeds: int | None = None
+    """Adaptive seeds: the seeds every variant runs first; None for a fixed number."""
+
+    @property
+    def adaptive(self) -> bool:
+        return self.min_seeds is not None
 
     @property
     def total(self) -> int:
+        """Runs of the study (with adaptive seeds, the most it may run)."""
         return len(self.variants) * len(self.seeds)
+
+    @property
+    def fewest(self) -> int:
+        """Runs the study makes at least (every variant's first round when adaptive)."""
+        return len(self.variants) * (self.min_seeds or len(self.seeds))
 
     @property
     def skipped(self) -> int:

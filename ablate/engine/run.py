@@ -18,6 +18,7 @@ from ablate.engine.driver import Trainable, check_fits_this_machine, run_trials,
 from ablate.engine.lock import StudyLock
 from ablate.engine.messages import format_duration, plural
 from ablate.engine.progress import ProgressPrinter
+from ablate.engine.rounds import current_round, train_rounds
 from ablate.engine.study import (
     PreparedStudy,
     prepare_study,
@@ -129,11 +130,12 @@ def _run_locked(
         write_study_files(prepared)
         _print_plan(prepared)
         errors: dict[str, str] = {}
-        if prepared.plan.pending():
+        if _has_work(prepared):
             errors = _train_pending(prepared, address, max_concurrent, lock.owner, trainable)
         else:
             _prune(prepared)  # finishes an analysis a killed run left behind; no-op otherwise
-        missing = report_runs(prepared)
+        wanted = current_round(prepared).pairs() if prepared.plan.adaptive else None
+        missing = report_runs(prepared, wanted)
         summarized = _summarize(prepared)
     print(f"done in {format_duration(time.monotonic() - began)}: {study.uri}", flush=True)
     if errors or missing or not summarized:
@@ -153,11 +155,30 @@ def _run_locked(
         )
 
 
+def _has_work(prepared: PreparedStudy) -> bool:
+    """Whether any run is left: fixed seeds from the plan, adaptive ones from the rounds
+    replayed on the stored runs."""
+    if prepared.plan.adaptive:
+        return bool(current_round(prepared).pending)
+    return bool(prepared.plan.pending())
+
+
 def _print_plan(prepared: PreparedStudy) -> None:
     plan = prepared.plan
+    variants = plural(len(plan.variants), "variant")
+    if plan.adaptive:
+        print(
+            f"study {prepared.grid.study}: {variants} x {plan.min_seeds}..{len(plan.seeds)} "
+            f"seeds = {plan.fewest}..{plan.total} runs (adaptive seeds, decided on macro "
+            f"{prepared.grid.analysis.metric}) -> {prepared.study.uri}",
+            flush=True,
+        )
+        if plan.skipped:
+            print(f"skipping {plan.skipped} finished run(s)", flush=True)
+        return
     print(
-        f"study {prepared.grid.study}: {plural(len(plan.variants), 'variant')} x "
-        f"{plural(len(plan.seeds), 'seed')} = {plan.total} runs -> {prepared.study.uri}",
+        f"study {prepared.grid.study}: {variants} x {plural(len(plan.seeds), 'seed')} = "
+        f"{plan.total} runs -> {prepared.study.uri}",
         flush=True,
     )
     if plan.skipped:
@@ -174,40 +195,60 @@ def _train_pending(
     lock: object,
     trainable: Trainable,
 ) -> dict[str, str]:
-    """Run the unfinished (variant, seed) pairs on Ray; returns trial errors by variant."""
+    """Run the unfinished (variant, seed) pairs on Ray (adaptive seeds: round after round);
+    returns trial errors by variant."""
     plan = prepared.plan
     pending = plan.pending()
     resources = prepared.grid.resources
+    configs = plan.variants if plan.adaptive else pending  # any variant may need a seed later
     setup = TrialSetup(
         study=prepared.grid.study,
         study_uri=prepared.study.uri,
-        run_configs={variant: prepared.run_configs[variant] for variant in pending},
+        run_configs={variant: prepared.run_configs[variant] for variant in configs},
         seeds=plan.seeds,
         cpus=max(1, int(resources.cpu)),
         versions=versions(),
         lock=lock.to_json(),
     )
+    concurrent = max_concurrent or resources.max_concurrent
+    may_grow = cluster_address(address) is not None
+    with ray_connection(address):
+        data = ship_dataset(prepared)
+        train = train_rounds if plan.adaptive else _train_fixed
+        errors = train(prepared, setup, data, concurrent, may_grow, trainable)
+        _stop_if_disk_filled(prepared.study, errors)
+        # While Ray is up, pruning spreads its analyses over the cluster too.
+        _prune(prepared)
+    return errors
+
+
+def _train_fixed(
+    prepared: PreparedStudy,
+    setup: TrialSetup,
+    data: object,
+    max_concurrent: int | None,
+    may_grow: bool,
+    trainable: Trainable,
+) -> dict[str, str]:
+    """A fixed number of seeds: one Tune run of every unfinished (variant, seed)."""
+    plan = prepared.plan
+    pending = plan.pending()
     printer = ProgressPrinter(
         pending={variant: len(seeds) for variant, seeds in pending.items()},
         finished_before=plan.skipped,
         total=plan.total,
     )
-    with ray_connection(address):
-        errors = run_trials(
-            setup,
-            ship_dataset(prepared),
-            pending,
-            resources,
-            max_concurrent or resources.max_concurrent,
-            printer,
-            prepared.study,
-            may_grow=cluster_address(address) is not None,
-            trainable=trainable,
-        )
-        _stop_if_disk_filled(prepared.study, errors)
-        # While Ray is up, pruning spreads its analyses over the cluster too.
-        _prune(prepared)
-    return errors
+    return run_trials(
+        setup,
+        data,
+        pending,
+        prepared.grid.resources,
+        max_concurrent,
+        printer,
+        prepared.study,
+        may_grow=may_grow,
+        trainable=trainable,
+    )
 
 
 def _stop_if_disk_filled(study: StudyDir, errors: dict[str, str]) -> None:

@@ -70,10 +70,12 @@ def prepare_study(
         print(f"--resume: no study at {study.uri} yet; starting it", flush=True)
     created = not study.exists()
     data = load_grid_data(grid_source(source), grid.data)
+    protocol = grid.protocol
     plan = Plan(
         variants=[variant.name for variant in variants],
-        seeds=grid.protocol.seed_list(),
+        seeds=protocol.max_seed_list(),
         finished=study.results(grid.study).completed(),
+        min_seeds=len(protocol.min_seed_list()) if protocol.is_adaptive else None,
     )
     run_configs = {v.name: grid.run_config(v.recipe).model_dump_json() for v in variants}
     return PreparedStudy(grid, variants, study, run_configs, data, plan, created)
@@ -104,11 +106,19 @@ def ship_dataset(prepared: PreparedStudy) -> object:
     return reference
 
 
-def report_runs(prepared: PreparedStudy) -> list[tuple[str, int]]:
-    """Print the study's run counts and every failed or diverged run; returns missing pairs."""
+def report_runs(
+    prepared: PreparedStudy, wanted: list[tuple[str, int]] | None = None
+) -> list[tuple[str, int]]:
+    """Print the study's run counts and every failed or diverged run; returns missing pairs.
+
+    `wanted`: the runs the study should have (adaptive seeds: those its rounds scheduled);
+    default every variant x seed of the plan.
+    """
     runs = prepared.study.results(prepared.grid.study).read("runs")
     plan = prepared.plan
-    wanted = {(v, s) for v in plan.variants for s in plan.seeds}
+    if wanted is None:
+        wanted = [(v, s) for v in plan.variants for s in plan.seeds]
+    wanted = set(wanted)
     present = set()
     if not runs.empty:
         runs = runs[[(v, s) in wanted for v, s in zip(runs["variant"], runs["seed"], strict=True)]]

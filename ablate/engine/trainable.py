@@ -49,6 +49,10 @@ class TrialSetup:
         cpus: CPUs of one trial, passed to the training run (threads, loader workers).
         lock: content of the study.lock file of the command that started these trials; None
             outside `ablate run`. A trial checks it before it deletes or writes a run.
+        round: the adaptive round these trials run (the runs table's `round`); 0 for a
+            fixed number of seeds, which is one round.
+        variant_seeds: variant -> the seeds its trial runs in this round; a variant not
+            listed runs every seed of `seeds`.
     """
 
     study: str
@@ -58,6 +62,8 @@ class TrialSetup:
     cpus: int = 1
     versions: dict[str, str] = field(default_factory=dict)
     lock: str | None = None
+    round: int = 0
+    variant_seeds: dict[str, list[int]] = field(default_factory=dict)
 
 
 class StudyTakenOver(RuntimeError):
@@ -125,6 +131,7 @@ def runs_row(
         "ray_version": setup.versions.get("ray", ""),
         "config": config.model_dump_json(),
         "early_stopping_split": result.early_stopping_split,
+        "round": int(setup.round),
         "started_at": started,
         "finished_at": pd.Timestamp.now(tz="UTC"),
     }
@@ -214,7 +221,8 @@ def _report(
 
 
 def train_variant(config: dict, *, data: SegmentationData, setup: TrialSetup) -> None:
-    """Tune function trainable: run the unfinished seeds of `config["variant"]` in order.
+    """Tune function trainable: run the unfinished seeds of `config["variant"]` in order
+    (its `setup.variant_seeds` in an adaptive round, else every seed of the study).
 
     The store decides what is finished (a runs file exists); the Tune checkpoint reported
     after each seed records the same seeds for Tune's own bookkeeping.
@@ -225,7 +233,7 @@ def train_variant(config: dict, *, data: SegmentationData, setup: TrialSetup) ->
     store = study.results(setup.study)
     finished = {seed for v, seed in store.completed() if v == variant and seed in setup.seeds}
     dices = {seed: _stored_dice(store, variant, seed) for seed in finished}
-    for seed in setup.seeds:
+    for seed in setup.variant_seeds.get(variant, setup.seeds):
         if seed in finished:
             continue
         began = time.monotonic()

@@ -4,7 +4,7 @@ A grid is a baseline recipe plus the components removed or swapped; `expand_vari
 it into one `Variant` per run configuration, the baseline first.
 """
 
-from ablate.grid.expand import Variant, dump_grid, expand_variants, runs_count
+from ablate.grid.expand import Variant, dump_grid, expand_variants, runs_count, runs_range
 from ablate.grid.load import load_grid, load_grid_variants
 
 __all__ = [
@@ -14,4 +14,5 @@ __all__ = [
     "load_grid",
     "load_grid_variants",
     "runs_count",
+    "runs_range",
 ]

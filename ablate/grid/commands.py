@@ -34,11 +34,8 @@ def grid_check(grids: list[str], overrides: Sequence[str] = ()) -> None:
         except GridError as error:
             failures.append(error)
             continue
-        seeds = grid.protocol.seed_list()
         print(
-            f"{path}: study {grid.study!r}, {_count(len(variants), 'variant')} x "
-            f"{_count(len(seeds), 'seed')} = {_count(len(variants) * len(seeds), 'run')} "
-            f"(seeds {', '.join(map(str, seeds))})"
+            f"{path}: study {grid.study!r}, {_runs_line(grid, len(variants))} ({_seeds_note(grid)})"
         )
         names = ", ".join(variant.name for variant in variants)
         print(
@@ -75,6 +72,29 @@ def _count(number: int, noun: str) -> str:
     return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
+def _runs_line(grid: GridConfig, variants: int) -> str:
+    """'5 variants x 3 seeds = 15 runs'; adaptive seeds give ranges: '5 variants x 3..8
+    seeds = 15..40 runs'."""
+    protocol = grid.protocol
+    low, high = len(protocol.min_seed_list()), len(protocol.max_seed_list())
+    shown = _count(variants, "variant")
+    if not protocol.is_adaptive:
+        return f"{shown} x {_count(high, 'seed')} = {_count(variants * high, 'run')}"
+    return f"{shown} x {low}..{high} seeds = {variants * low}..{variants * high} runs"
+
+
+def _seeds_note(grid: GridConfig) -> str:
+    """'seeds 0, 1, 2', or what adaptive seeds will do."""
+    protocol = grid.protocol
+    seeds = protocol.max_seed_list()
+    if not protocol.is_adaptive:
+        return f"seeds {', '.join(map(str, seeds))}"
+    return (
+        f"adaptive: seeds 0..{len(seeds) - 1}; every variant runs {len(protocol.min_seed_list())}, "
+        f"then one more per round while its macro {grid.analysis.metric} is inconclusive"
+    )
+
+
 def grid_show(grid: str, overrides: Sequence[str] = ()) -> None:
     """Print the variants of a grid with what each changes against the baseline.
 
@@ -82,12 +102,7 @@ def grid_show(grid: str, overrides: Sequence[str] = ()) -> None:
         $ ablate grid show grids/quickstart.yaml --set ablations.swap.lr=[1e-4]
     """
     config, variants = load_grid_variants(grid, overrides)
-    seeds = config.protocol.seed_list()
-    runs = len(variants) * len(seeds)
-    print(
-        f"study {config.study!r}: {_count(len(variants), 'variant')} x "
-        f"{_count(len(seeds), 'seed')} = {_count(runs, 'run')}"
-    )
+    print(f"study {config.study!r}: {_runs_line(config, len(variants))}")
     baseline = variants[0]
     rows = [("variant", "changes vs baseline")]
     rows += [(variant.name, describe_changes(variant, baseline)) for variant in variants]

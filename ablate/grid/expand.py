@@ -83,9 +83,17 @@ def expand_variants(grid: GridConfig) -> list[Variant]:
     return variants
 
 
+def runs_range(grid: GridConfig) -> tuple[int, int]:
+    """Fewest and most runs of the study: variants x seeds, where adaptive seeds
+    ({min, max}) give variants x min .. variants x max (equal for a fixed number of seeds)."""
+    variants = len(expand_variants(grid))
+    protocol = grid.protocol
+    return variants * len(protocol.min_seed_list()), variants * len(protocol.max_seed_list())
+
+
 def runs_count(grid: GridConfig) -> int:
-    """Runs of the study: variants x seeds."""
-    return len(expand_variants(grid)) * len(grid.protocol.seed_list())
+    """Runs of the study: variants x seeds (with adaptive seeds, the most it may run)."""
+    return runs_range(grid)[1]
 
 
 def dump_grid(grid: GridConfig) -> str:

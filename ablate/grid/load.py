@@ -698,10 +698,14 @@ def fields_at(path: KeyPath, root: type[BaseModel] = GridConfig) -> list[str]:
 
 
 def _section_model(annotation: Any) -> type[BaseModel] | None:
-    """The config class behind `X`, `X | None`; None when the field is not a section."""
-    for candidate in (annotation, *typing.get_args(annotation)):
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            return candidate
+    """The config class behind `X`, `X | None` or a tagged union holding one (protocol.seeds'
+    {min, max}); None when the field is not a section."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for candidate in typing.get_args(annotation):
+        found = _section_model(candidate)
+        if found is not None:
+            return found
     return None
 
 

@@ -6,11 +6,14 @@ Every piece of text that comes from the study (names, errors, file paths) is esc
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
 import pandas as pd
+
+from ablate.report.inference import INCONCLUSIVE, VERDICTS
 
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
@@ -23,6 +26,11 @@ th { background: #f2f2f2; }
 .problem { color: #a00; }
 .note { color: #555; font-size: 0.9em; }
 img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
+.badge { display: inline-block; padding: 0.1em 0.6em; border-radius: 0.8em; color: #fff;
+         font-weight: 600; font-size: 0.85em; }
+.badge.better { background: #2166ac; } .badge.worse { background: #b2182b; }
+.badge.equivalent { background: #1b7837; } .badge.inconclusive { background: #777; }
+td.why { text-align: left; max-width: 40em; font-size: 0.85em; }
 """
 
 
@@ -64,14 +72,37 @@ class Report:
         )
 
 
-def table(frame: pd.DataFrame) -> str:
-    """A DataFrame as an HTML table; every header and cell escaped."""
+def table(frame: pd.DataFrame, cells: dict[str, Callable[[str], str]] | None = None) -> str:
+    """A DataFrame as an HTML table; every header and cell escaped.
+
+    Args:
+        frame: the table.
+        cells: column -> function making that column's cell (`<td>...</td>`) from its
+            value; the function escapes what it shows (`badge`, say). Default: escaped text.
+    """
+    cells = cells or {}
+    makers = [cells.get(str(column), _cell) for column in frame.columns]
     head = "".join(f"<th>{escape(str(column))}</th>" for column in frame.columns)
     rows = "".join(
-        "<tr>" + "".join(f"<td>{escape(str(value))}</td>" for value in row) + "</tr>"
+        "<tr>" + "".join(make(str(v)) for make, v in zip(makers, row, strict=True)) + "</tr>"
         for row in frame.itertuples(index=False)
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def _cell(value: str) -> str:
+    return f"<td>{escape(value)}</td>"
+
+
+def badge_cell(verdict: str) -> str:
+    """A table cell with a coloured verdict badge (class from the known verdicts only)."""
+    kind = verdict if verdict in VERDICTS else INCONCLUSIVE
+    return f'<td><span class="badge {kind}">{escape(verdict)}</span></td>'
+
+
+def wide_cell(value: str) -> str:
+    """A left-aligned cell for a sentence."""
+    return f'<td class="why">{escape(value)}</td>'
 
 
 def key_values(pairs: list[tuple[str, Any]]) -> str:

@@ -178,7 +178,7 @@ def corrected_t(deltas: np.ndarray, r: float) -> LookStats:
 def holm_last_axis(p_values: np.ndarray) -> np.ndarray:
     """Holm-adjusted p-values along the last axis (each row a family); NaN stays out.
 
-    The same rule as `ablate.report.stats.holm`, vectorised over rows for simulations.
+    Holm's step-down rule, vectorised over rows (families) for tables and simulations.
     """
     p_values = np.asarray(p_values, dtype=float)
     order = np.argsort(p_values, axis=-1, kind="stable")  # NaN sorts last
@@ -655,6 +655,7 @@ def inference_table(
     lower_is_better: Collection[str] = (),
     power: float = TARGET_POWER,
     cap: int = MAX_SEEDS,
+    variants: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """One row per (variant, category, metric): corrected test, Holm, verdict, seeds needed.
 
@@ -668,6 +669,10 @@ def inference_table(
         schedule: the adaptive design, or None for a fixed number of seeds.
         lower_is_better: metrics where a decrease is an improvement (none of the shipped ones).
         power, cap: target power and largest answer of `seeds_needed`.
+        variants: every non-baseline variant of the study, in the order shown: each
+            (category, metric) family holds all of them, as `next_round`'s does (one without
+            a paired seed is a row with n_seeds 0, in Holm as p = 1), so the summary and the
+            adaptive rounds adjust over the same family. Default: the variants in `paired`.
 
     Returns:
         DataFrame with TABLE_COLUMNS; seeds_needed is a nullable Int64 (NA unless the cell
@@ -688,7 +693,7 @@ def inference_table(
     _check_parameters(r, margin, alpha)
     paired = _clean_paired(paired, ["variant", "category", "metric"])
     frames = [
-        _family_rows(group, category, metric, r, margin, alpha, schedule, lower_is_better)
+        _family_rows(group, category, metric, r, margin, alpha, schedule, lower_is_better, variants)
         for (category, metric), group in paired.groupby(["category", "metric"], sort=False)
     ]
     if not frames:
@@ -710,9 +715,10 @@ def _family_rows(
     alpha: float,
     schedule: SequentialSchedule | None,
     lower_is_better: Collection[str],
+    members: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """The analysed rows of one (category, metric) family."""
-    variants, matrix = _family_matrix(group)
+    """The analysed rows of one (category, metric) family (`members`: all its variants)."""
+    variants, matrix = _family_matrix(group, members)
     sign = -1.0 if metric in lower_is_better else 1.0
     result = analyse_family(matrix, r=r, margin=margin, alpha=alpha, schedule=schedule, sign=sign)
     means = {}

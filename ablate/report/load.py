@@ -12,10 +12,13 @@ from typing import Any
 
 import pandas as pd
 
-from ablate.config import GridConfig, ProtocolConfig, RunConfig
+from ablate.config import AnalysisConfig, GridConfig, ProtocolConfig, RunConfig
 from ablate.errors import UserError
 from ablate.grid import expand_variants
-from ablate.store import StudyDir, parse_run_config
+from ablate.report.design import Design
+from ablate.report.rounds import RoundPlan, plan_rounds, round_deltas
+from ablate.report.stats import run_scores
+from ablate.store import ResultStore, StudyDir, parse_run_config
 from ablate.store.parquet import RESULTS, run_file_name
 from ablate.store.study import GRID_FILE
 
@@ -24,13 +27,20 @@ RUN_KEYS = ["variant", "seed"]
 
 @dataclass
 class Expected:
-    """The runs a study should have: from grid.yaml, else from what the store holds."""
+    """The runs a study should have: from grid.yaml, else from what the store holds.
+
+    With adaptive seeds each variant has its own seeds (`by_variant`): those the replayed
+    rounds scheduled for it (`ablate.report.rounds`), plus any it has stored.
+    """
 
     variants: list[str]
     seeds: list[int]
     from_grid: bool
+    by_variant: dict[str, list[int]] | None = None
 
     def pairs(self) -> list[tuple[str, int]]:
+        if self.by_variant is not None:
+            return [(v, seed) for v in self.variants for seed in self.by_variant.get(v, [])]
         return [(variant, seed) for variant in self.variants for seed in self.seeds]
 
 
@@ -74,6 +84,21 @@ class StudyResults:
         config = self.run_config(*self.runs[RUN_KEYS].iloc[0])
         return config.protocol if config else None
 
+    def analysis(self) -> AnalysisConfig:
+        """The grid's analysis section (the defaults when the study has no grid.yaml)."""
+        return self.grid.analysis if self.grid is not None else AnalysisConfig()
+
+    def design(self) -> Design:
+        """How this study's deltas are analysed (protocol from the grid or the runs).
+
+        Raises:
+            UserError: no protocol is known (no grid.yaml and no readable run config).
+        """
+        protocol = self.protocol()
+        if protocol is None:
+            raise UserError(f"{self.study.uri}: no grid.yaml and no run config: unknown protocol")
+        return Design.of(protocol, self.analysis())
+
     def early_stopping_splits(self) -> set[str]:
         """The splits early stopping watched, from the runs table, else from the protocol."""
         if "early_stopping_split" in self.runs:
@@ -92,15 +117,27 @@ def _variant_names(grid: GridConfig, study: StudyDir) -> list[str]:
         raise UserError(f"{where}: its ablations do not expand: {error}") from None
 
 
-def _expected(grid: GridConfig | None, variants: list[str] | None, runs: pd.DataFrame) -> Expected:
+def _expected(
+    grid: GridConfig | None,
+    variants: list[str] | None,
+    runs: pd.DataFrame,
+    rounds: RoundPlan | None = None,
+) -> Expected:
     """Variants x seeds a study should hold; the store's own variants and seeds are added so
-    that a run of an unexpected variant is still checked for its missing seeds."""
+    that a run of an unexpected variant is still checked for its missing seeds. With
+    adaptive seeds (`rounds`), each variant's scheduled seeds plus its stored ones."""
     stored_variants = list(dict.fromkeys(runs["variant"]))
     stored_seeds = sorted(int(seed) for seed in set(runs["seed"]))
     if grid is None:
         return Expected(stored_variants, stored_seeds, from_grid=False)
+    names = _study_variants(variants, runs)
+    if rounds is not None:
+        stored = runs.groupby("variant")["seed"].agg(lambda s: sorted(int(x) for x in s))
+        by_variant = {
+            name: sorted({*rounds.scheduled.get(name, []), *stored.get(name, [])}) for name in names
+        }
+        return Expected(names, grid.protocol.max_seed_list(), True, by_variant)
     seeds = list(dict.fromkeys([*grid.protocol.seed_list(), *stored_seeds]))
-    names = list(dict.fromkeys([*(variants or []), *stored_variants]))
     return Expected(names, seeds, from_grid=True)
 
 
@@ -111,6 +148,11 @@ def _study_name(grid: GridConfig | None, runs: pd.DataFrame, study: StudyDir) ->
     if "study" in runs and runs["study"].notna().any():
         return str(runs["study"].dropna().iloc[0])
     return study.folder_name
+
+
+def _study_variants(variants: list[str] | None, runs: pd.DataFrame) -> list[str]:
+    """The grid's variants, then any other variant the store holds runs of."""
+    return list(dict.fromkeys([*(variants or []), *runs["variant"]]))
 
 
 def _of_runs(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
@@ -149,17 +191,64 @@ def load_study(
     if grid is not None and variants is None:
         variants = _variant_names(grid, study)
     ok_runs = store.ok_runs()
+    class_metrics = _of_runs(store.read("class_metrics"), ok_runs)
+    rounds = None
+    if grid is not None and grid.protocol.is_adaptive:
+        design = Design.of(grid.protocol, grid.analysis)
+        rounds = replay_rounds(grid, _study_variants(variants, runs), runs, class_metrics, design)
     return StudyResults(
         study=study,
         name=_study_name(grid, runs, study),
         runs=runs,
         ok_runs=ok_runs,
-        class_metrics=_of_runs(store.read("class_metrics"), ok_runs),
+        class_metrics=class_metrics,
         history=_of_runs(store.read("history"), ok_runs),
-        expected=_expected(grid, variants, runs),
+        expected=_expected(grid, variants, runs, rounds),
         grid=grid,
         dataset=study.read_dataset(),
         notes=notes,
+    )
+
+
+def replay_rounds(
+    grid: GridConfig,
+    variants: list[str],
+    runs: pd.DataFrame,
+    class_metrics: pd.DataFrame,
+    design: Design,
+) -> RoundPlan:
+    """The adaptive rounds of a study, replayed from its runs table and ok class metrics.
+
+    Args:
+        grid: the study's grid (adaptive seeds).
+        variants: its variant names, baseline first.
+        runs: the runs table (every finished run, any status).
+        class_metrics: the class metrics of the ok runs.
+        design: `Design.of(grid.protocol, grid.analysis)`.
+    """
+    finished = (
+        set(zip(runs["variant"], runs["seed"].astype(int), strict=True)) if len(runs) else set()
+    )
+    scores = run_scores(class_metrics) if not class_metrics.empty else pd.DataFrame()
+    return plan_rounds(
+        variants,
+        grid.protocol.max_seed_list(),
+        finished,
+        round_deltas(scores, design.metric),
+        design,
+    )
+
+
+def study_rounds(store: ResultStore, grid: GridConfig, variants: list[str]) -> RoundPlan:
+    """Where an adaptive study stands, from its store: what the engine runs next.
+
+    The same reading and scoring as the summary (`load_study`), on the current files.
+    """
+    runs = store.read("runs")
+    ok_runs = store.ok_runs()
+    class_metrics = _of_runs(store.read("class_metrics"), ok_runs)
+    return replay_rounds(
+        grid, variants, runs, class_metrics, Design.of(grid.protocol, grid.analysis)
     )
 
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import pandas as pd
 
-from ablate.report import html, stats, tables
+from ablate.config import ProtocolConfig
+from ablate.report import html, inference, stats, tables
 from ablate.report.load import RunStatus, StudyResults
 from ablate.report.sections import ReportSection
 from ablate.report.summary import Summary
@@ -20,7 +21,7 @@ class Figures:
     """PNG bytes of each figure (None: not drawn) and notes on what was skipped."""
 
     heatmap: bytes | None = None
-    bars: bytes | None = None
+    forest: bytes | None = None
     curves: bytes | None = None
     samples: bytes | None = None
     notes: list[str] | None = None
@@ -38,7 +39,8 @@ def protocol_section(study: StudyResults) -> str:
     if protocol is not None:
         pairs += [
             ("task", protocol.task),
-            ("seeds", ", ".join(map(str, protocol.seed_list()))),
+            ("seeds", _seeds_text(protocol)),
+            ("varies with the seed", _vary_text(protocol)),
             ("test fraction (per category)", protocol.test_fraction),
             ("validation fraction (of the rest)", protocol.val_fraction),
         ]
@@ -53,6 +55,42 @@ def protocol_section(study: StudyResults) -> str:
             ),
         )
     return "\n".join(parts)
+
+
+def _seeds_text(protocol: ProtocolConfig) -> str:
+    seeds = protocol.max_seed_list()
+    if not protocol.is_adaptive:
+        return ", ".join(map(str, seeds))
+    return f"adaptive: {protocol.seeds.min} to {protocol.seeds.max} (seeds 0..{len(seeds) - 1})"
+
+
+def _vary_text(protocol: ProtocolConfig) -> str:
+    vary = protocol.vary
+    parts = {"split": vary.split, "initial weights": vary.init, "training order": vary.order}
+    varied = [name for name, on in parts.items() if on]
+    fixed = [name for name, on in parts.items() if not on]
+    text = ", ".join(varied) or "nothing"
+    if fixed:
+        text += f" (fixed at seed {protocol.first_seed}: {', '.join(fixed)})"
+    return text
+
+
+def verdicts_section(summary: Summary, figures: Figures) -> list[str]:
+    """The verdict per variant on the headline metric (macro), badges first, forest plot."""
+    metric, design = summary.metric, summary.design
+    verdicts = summary.verdicts
+    if verdicts.empty:
+        return [html.paragraph("No paired baseline runs: no verdicts.", "problem")]
+    shown = tables.verdict_display(verdicts, metric)
+    parts = [
+        html.paragraph(f"Macro {metric}: {tables.design_words(design)}."),
+        html.table(shown, cells={"verdict": html.badge_cell, "why": html.wide_cell}),
+        html.paragraph(tables.VERDICT_LEGEND, "note"),
+    ]
+    if figures.forest is not None:
+        caption = f"macro {metric} deltas with their intervals and the ±{design.margin:g} band"
+        parts += [f"<h3>{html.escape(caption)}</h3>", html.image(figures.forest, caption)]
+    return parts
 
 
 def runs_section(status: RunStatus) -> str:
@@ -101,18 +139,22 @@ def build_report(
 ) -> str:
     """The whole report.html document; `sections` come after the figures."""
     report = html.Report(f"Ablation study {study.name}")
+    metric = summary.metric
+    report.add("Verdicts", *verdicts_section(summary, figures))
     report.add("Protocol", protocol_section(study))
     report.add("Runs", runs_section(status))
     report.add("Dataset cleaning report", dataset_section(study.dataset))
-    metric = summary.metric
     if summary.has_baseline and not summary.deltas.empty:
         grid = tables.delta_grid(summary.summary, summary.deltas, metric)
         macro = tables.macro_grid(summary.deltas, list(stats.METRICS))
+        macro_rows = summary.deltas[summary.deltas["category"] == stats.MACRO]
+        macro_caption = tables.delta_caption(macro_rows, None, summary.design)
         report.add(
             f"{metric} deltas vs baseline",
-            html.paragraph(tables.DELTA_LEGEND, "note"),
+            html.paragraph(tables.delta_caption(summary.deltas, metric, summary.design), "note"),
             html.table(grid),
             "<h3>Macro delta of every metric</h3>",
+            html.paragraph(macro_caption, "note"),
             html.table(macro),
         )
     else:
@@ -129,7 +171,7 @@ def build_report(
     report.add("Figures", *_figure_parts(figures, metric))
     for section in sections or []:
         report.add(section.title, section.html, anchor=section.anchor)
-    notes = [*study.notes, *(figures.notes or []), *stats.CONVENTIONS]
+    notes = [*study.notes, *(figures.notes or []), *stats.CONVENTIONS, *inference.CONVENTIONS]
     report.add("Notes", html.bullets(notes, "note"))
     return report.render()
 
@@ -137,7 +179,6 @@ def build_report(
 def _figure_parts(figures: Figures, metric: str) -> list[str]:
     captions = [
         (figures.heatmap, f"{metric} delta per variant and category"),
-        (figures.bars, f"macro {metric} delta with 95% intervals"),
         (figures.curves, "mean training and validation loss per variant"),
         (figures.samples, "sample test predictions"),
     ]

@@ -15,8 +15,16 @@ from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from ablate.report.stats import MACRO, significant
-from ablate.report.tables import category_order
+from ablate.report.design import Design
+from ablate.report.inference import BETTER, EQUIVALENT, WORSE
+from ablate.report.tables import (
+    EQUIVALENT_MARK,
+    SIGNIFICANT_MARK,
+    category_order,
+    percent,
+    row_levels,
+    verdict_mark,
+)
 
 DPI = 100
 
@@ -29,14 +37,15 @@ def png_bytes(figure: Figure) -> bytes:
 
 
 def delta_heatmap(deltas: pd.DataFrame, metric: str) -> Figure:
-    """Variants x categories (and macro) of the mean delta, diverging colours centred on 0."""
+    """Variants x categories (and macro) of the mean delta, diverging colours centred on 0;
+    each cell marked with its verdict (* better or worse, ≈ equivalent)."""
     table = deltas[deltas["metric"] == metric]
     values = table.pivot(index="variant", columns="category", values="mean_delta")
-    holm = table.pivot(index="variant", columns="category", values="p_holm")
+    verdict = table.pivot(index="variant", columns="category", values="verdict")
     columns = category_order(list(values.columns))
     variants = list(dict.fromkeys(table["variant"]))
-    values, holm = values.loc[variants, columns], holm.loc[variants, columns]
-    limit = float(np.nanmax(np.abs(values.to_numpy()))) if values.size else 0.0
+    values, verdict = values.loc[variants, columns], verdict.loc[variants, columns]
+    limit = float(np.nanmax(np.abs(values.to_numpy(dtype=float)))) if values.size else 0.0
     limit = limit if math.isfinite(limit) and limit > 0 else 1e-3
     figure = Figure(figsize=(1.2 + 1.1 * len(columns), 1.0 + 0.45 * len(variants)))
     axes = figure.add_subplot()
@@ -50,12 +59,11 @@ def delta_heatmap(deltas: pd.DataFrame, metric: str) -> Figure:
         for col, category in enumerate(columns):
             value = values.at[variant, category]
             if math.isfinite(value):
-                mark = "*" if significant(holm.at[variant, category]) else ""
                 strong = abs(value) > 0.6 * limit
                 axes.text(
                     col,
                     row,
-                    f"{value:+.3f}{mark}",
+                    f"{value:+.3f}{verdict_mark(verdict.at[variant, category])}",
                     ha="center",
                     va="center",
                     fontsize=8,
@@ -63,26 +71,56 @@ def delta_heatmap(deltas: pd.DataFrame, metric: str) -> Figure:
                 )
     axes.set_xticks(range(len(columns)), columns, rotation=30, ha="right")
     axes.set_yticks(range(len(variants)), variants)
-    axes.set_title(f"{metric} delta vs baseline (* Holm p < 0.05)")
+    axes.set_title(
+        f"{metric} delta vs baseline ({SIGNIFICANT_MARK} better/worse, "
+        f"{EQUIVALENT_MARK} equivalent)"
+    )
     figure.colorbar(image, ax=axes, label=f"delta {metric}")
     return figure
 
 
-def macro_bars(deltas: pd.DataFrame, metric: str) -> Figure:
-    """Macro delta per variant as horizontal bars with their 95% intervals."""
-    table = deltas[(deltas["metric"] == metric) & (deltas["category"] == MACRO)]
-    table = table.sort_values("mean_delta")
-    mean = table["mean_delta"].to_numpy(dtype=float)
-    lower = np.nan_to_num(mean - table["ci_low"].to_numpy(dtype=float), nan=0.0)
-    upper = np.nan_to_num(table["ci_high"].to_numpy(dtype=float) - mean, nan=0.0)
-    figure = Figure(figsize=(6.0, 1.0 + 0.4 * max(1, len(table))))
+VERDICT_COLOURS = {BETTER: "#2166ac", WORSE: "#b2182b", EQUIVALENT: "#1b7837"}
+"""Marker colour per verdict; inconclusive is grey."""
+INCONCLUSIVE_COLOUR = "#777777"
+
+
+def forest_plot(verdicts: pd.DataFrame, metric: str, design: Design) -> Figure:
+    """Macro delta per variant with its interval (thin) and its 1 - 2 alpha TOST interval
+    (thick), over the shaded ±margin band; markers coloured by verdict.
+
+    Args:
+        verdicts: the macro rows of `metric` of the delta table, in display order.
+        metric: the metric shown.
+        design: the study's design (margin, test).
+    """
+    rows = verdicts.iloc[::-1]  # first variant on top
+    positions = np.arange(len(rows))
+    figure = Figure(figsize=(7.0, 1.2 + 0.45 * max(1, len(rows))))
     axes = figure.add_subplot()
-    colours = ["#b2182b" if value < 0 else "#2166ac" for value in mean]
-    positions = np.arange(len(table))
-    axes.barh(positions, mean, xerr=np.vstack([lower, upper]), color=colours, capsize=3)
+    margin = design.margin
+    axes.axvspan(-margin, margin, color="#d9f0d3", alpha=0.8, label=f"±margin ({margin:g})")
     axes.axvline(0.0, color="black", linewidth=0.8)
-    axes.set_yticks(positions, list(table["variant"]))
-    axes.set_xlabel(f"macro {metric} delta vs baseline (95% CI over seeds)")
+    for y, (_, row) in zip(positions, rows.iterrows(), strict=True):
+        colour = VERDICT_COLOURS.get(row["verdict"], INCONCLUSIVE_COLOUR)
+        if pd.notna(row["ci_low"]):
+            axes.plot([row["ci_low"], row["ci_high"]], [y, y], color=colour, linewidth=1.2)
+            axes.plot([row["eq_low"], row["eq_high"]], [y, y], color=colour, linewidth=4.0)
+        axes.plot(row["mean_delta"], y, "o", color=colour, markersize=6)
+        axes.annotate(
+            row["verdict"],
+            (1.01, y),
+            xycoords=("axes fraction", "data"),
+            va="center",
+            fontsize=8,
+            color=colour,
+        )
+    axes.set_yticks(positions, list(rows["variant"]))
+    axes.set_ylim(-0.7, len(rows) - 0.3)
+    levels = row_levels(verdicts)
+    interval = f"{percent(levels[0])} interval" if len(levels) == 1 else "last-look interval"
+    axes.set_xlabel(f"macro {metric} delta vs baseline: {interval} (thin), 1 - 2 alpha (thick)")
+    axes.legend(loc="lower right", fontsize=7)
+    axes.grid(axis="x", alpha=0.3)
     return figure
 
 

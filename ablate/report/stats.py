@@ -1,26 +1,29 @@
-"""Statistics of a study: scores from raw counts, seed summaries, paired deltas, Holm.
+"""Statistics of a study: scores from raw counts, seed summaries, paired deltas, ranking.
 
 Pure functions on DataFrames, no I/O. Every score is recomputed from the pixel confusion
 counts (the stored derived columns are ignored), so a summary never trusts a number that
-another part computed.
+another part computed. The tests on the paired deltas (corrected t, Holm, verdicts, seeds
+needed) are `ablate.report.inference`'s.
 
-The conventions (scores, macro, pairing, n < 2, zero variance, the Holm
-family) are listed in `CONVENTIONS`, which the report prints.
+The conventions of scores, macro and pairing are listed in `CONVENTIONS`, which the report
+prints beside the inference core's.
 """
 
 from __future__ import annotations
 
+import typing
+
 import numpy as np
 import pandas as pd
-from scipy import stats as scipy_stats
 
+from ablate.config import Metric
 from ablate.train.metrics import scores_from_counts
 
 COUNTS = ("tp", "fp", "fn", "tn")
-METRICS = ("dice", "iou", "precision", "recall", "accuracy")
+METRICS: tuple[str, ...] = typing.get_args(Metric)
+"""dice, iou, precision, recall, accuracy: the grid's `analysis.metric` choices."""
 MACRO = "macro"
 BASELINE = "baseline"
-ALPHA = 0.05
 RUN_KEYS = ("variant", "seed")
 
 CONVENTIONS = (
@@ -30,30 +33,10 @@ CONVENTIONS = (
     "macro is the mean over categories of one run (variant, seed), then summarised over "
     "seeds like a category.",
     "Failed and diverged runs are left out of every statistic.",
-    "Deltas are paired by seed (same seed: same split and initial weights): variant minus "
-    "baseline, over the seeds where both finished ok; baseline_mean and variant_mean in "
-    "deltas.csv are over those paired seeds.",
-    "95% confidence interval: mean delta ± t(0.975, n-1) · sd / sqrt(n); p-value: two-sided "
-    "paired t-test. With fewer than 2 paired seeds the delta has no interval and no p-value.",
-    "Zero-variance deltas (every seed gives the same delta): the interval collapses to the "
-    "delta; p = 0 when the delta is non-zero (infinite t statistic), p = 1 when it is zero.",
-    "Holm correction: the family is the non-baseline variants of one category (or macro) and "
-    "one metric; NaN p-values are left out of the family. * marks Holm-adjusted p < 0.05.",
+    "Deltas are paired by seed (same seed: same split, initial weights and training "
+    "stream): variant minus baseline, over the seeds where both finished ok; baseline_mean "
+    "and variant_mean in deltas.csv are over those paired seeds.",
 )
-
-DELTA_COLUMNS = [
-    "variant",
-    "category",
-    "metric",
-    "baseline_mean",
-    "variant_mean",
-    "mean_delta",
-    "ci_low",
-    "ci_high",
-    "p_value",
-    "p_holm",
-    "n_seeds",
-]
 
 
 def run_scores(class_metrics: pd.DataFrame) -> pd.DataFrame:
@@ -108,93 +91,6 @@ def paired_deltas(scores: pd.DataFrame, baseline: str = BASELINE) -> pd.DataFram
     ]
 
 
-def delta_test(deltas: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
-    """Confidence interval and two-sided paired t-test p-value of per-seed deltas.
-
-    Returns:
-        (ci_low, ci_high, p_value); all NaN for fewer than two deltas.
-
-    Example:
-        >>> delta_test(np.array([0.1, 0.1]))
-        (0.1, 0.1, 0.0)
-    """
-    n = len(deltas)
-    if n < 2:
-        return (np.nan, np.nan, np.nan)
-    mean = float(np.mean(deltas))
-    sem = float(np.std(deltas, ddof=1)) / np.sqrt(n)
-    if sem == 0.0 or np.isclose(sem, 0.0, atol=1e-15 * max(1.0, abs(mean))):
-        return (mean, mean, 1.0 if mean == 0.0 else 0.0)
-    half_width = float(scipy_stats.t.ppf(0.5 + confidence / 2, n - 1)) * sem
-    p_value = float(2 * scipy_stats.t.sf(abs(mean) / sem, n - 1))
-    return (mean - half_width, mean + half_width, p_value)
-
-
-def holm(p_values: np.ndarray) -> np.ndarray:
-    """Holm step-down adjusted p-values; NaN entries are left out of the family and stay NaN.
-
-    Sorted ascending, the i-th smallest (1-based) of m p-values becomes
-    min(1, (m - i + 1) p_(i)), made non-decreasing by a running maximum.
-
-    Example:
-        >>> holm(np.array([0.01, 0.04, 0.03, 0.005])).round(3).tolist()
-        [0.03, 0.06, 0.06, 0.02]
-    """
-    p_values = np.asarray(p_values, dtype=float)
-    adjusted = np.full_like(p_values, np.nan)
-    present = np.flatnonzero(~np.isnan(p_values))
-    m = len(present)
-    if m == 0:
-        return adjusted
-    order = present[np.argsort(p_values[present], kind="stable")]
-    scaled = np.minimum(1.0, (m - np.arange(m)) * p_values[order])
-    adjusted[order] = np.maximum.accumulate(scaled)
-    return adjusted
-
-
-def delta_table(scores: pd.DataFrame, baseline: str = BASELINE) -> pd.DataFrame:
-    """One row per (variant, category, metric) with the paired delta statistics.
-
-    `baseline_mean` and `variant_mean` are means over the paired seeds only, so
-    `mean_delta == variant_mean - baseline_mean` holds. `p_holm` is adjusted across the
-    variants of one (category, metric) family.
-
-    Returns:
-        DataFrame with DELTA_COLUMNS; empty (with those columns) when nothing pairs.
-    """
-    paired = paired_deltas(scores, baseline)
-    rows = []
-    for (variant, category, metric), group in paired.groupby(
-        ["variant", "category", "metric"], sort=False
-    ):
-        ci_low, ci_high, p_value = delta_test(group["delta"].to_numpy(dtype=float))
-        rows.append(
-            {
-                "variant": variant,
-                "category": category,
-                "metric": metric,
-                "baseline_mean": group["baseline_value"].mean(),
-                "variant_mean": group["variant_value"].mean(),
-                "mean_delta": group["delta"].mean(),
-                "ci_low": ci_low,
-                "ci_high": ci_high,
-                "p_value": p_value,
-                "n_seeds": len(group),
-            }
-        )
-    table = pd.DataFrame(rows, columns=[c for c in DELTA_COLUMNS if c != "p_holm"])
-    table["p_holm"] = np.nan
-    for _, family in table.groupby(["category", "metric"], sort=False):
-        table.loc[family.index, "p_holm"] = holm(family["p_value"].to_numpy(dtype=float))
-    table["n_seeds"] = table["n_seeds"].astype("int64")
-    return table[DELTA_COLUMNS]
-
-
-def significant(p_holm: float) -> bool:
-    """The significance mark rule: Holm-adjusted p below ALPHA (NaN is never significant)."""
-    return bool(np.isfinite(p_holm) and p_holm < ALPHA)
-
-
 def losses_at_best_epoch(history: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """Train, validation and test loss of each run with the weights it kept.
 
@@ -236,17 +132,23 @@ def ranking(
 ) -> pd.DataFrame:
     """Variants (baseline included) ranked by their mean macro `metric`, best first.
 
+    Args:
+        scores: `run_scores` output.
+        deltas: the delta table (`ablate.report.design.delta_table`).
+        losses: `losses_at_best_epoch` output.
+        metric: the metric to rank by.
+
     Returns:
-        Columns rank, variant, mean, std, n_seeds, mean_delta, p_holm, train_loss, val_loss,
-        test_loss, loss_gap (test_loss - train_loss), losses averaged over the variant's runs.
+        Columns rank, variant, mean, std, n_seeds, mean_delta, ci_low, ci_high, p_holm,
+        verdict (of the macro delta; NaN for the baseline), train_loss, val_loss, test_loss,
+        loss_gap (test_loss - train_loss), losses averaged over the variant's runs.
     """
     macro = scores[(scores["category"] == MACRO) & (scores["metric"] == metric)]
     summary = score_summary(macro).rename(columns={"n": "n_seeds"})
     summary = summary[["variant", "mean", "std", "n_seeds"]]
     macro_deltas = deltas[(deltas["category"] == MACRO) & (deltas["metric"] == metric)]
-    table = summary.merge(
-        macro_deltas[["variant", "mean_delta", "p_holm"]], on="variant", how="left"
-    )
+    shown = ["variant", "mean_delta", "ci_low", "ci_high", "p_holm", "verdict"]
+    table = summary.merge(macro_deltas[shown], on="variant", how="left")
     table.loc[table["variant"] == baseline, "mean_delta"] = 0.0
     loss_columns = ["train_loss", "val_loss", "test_loss"]
     mean_losses = losses.groupby("variant", as_index=False)[loss_columns].mean()

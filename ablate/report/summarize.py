@@ -33,8 +33,8 @@ def draw_figures(results: StudyResults, summary: Summary, files: dict[str, bytes
     if not summary.deltas.empty:
         heatmap = plots.delta_heatmap(summary.deltas, metric)
         figures.heatmap = _draw(heatmap, f"delta_heatmap_{metric}.png", files)
-        bars = plots.macro_bars(summary.deltas, metric)
-        figures.bars = _draw(bars, f"macro_delta_{metric}.png", files)
+        forest = plots.forest_plot(summary.verdicts, metric, summary.design)
+        figures.forest = _draw(forest, f"forest_{metric}.png", files)
     else:
         figures.notes.append("delta plots skipped: no paired baseline runs")
     curves = plots.training_curves(results.history)
@@ -49,18 +49,19 @@ def draw_figures(results: StudyResults, summary: Summary, files: dict[str, bytes
 
 def summarize(
     study: StudyDir,
-    metric: str = "dice",
+    metric: str | None = None,
     sections: Sequence[SectionBuilder] = (),
     grid: GridConfig | None = None,
     variants: list[str] | None = None,
 ) -> list[str]:
-    """Write STUDY_DIR/summary/: delta tables, rankings, plots, report.html (and the files of
-    `sections`), every file replaced in one step. Prints what it found and wrote.
+    """Write STUDY_DIR/summary/: verdicts, delta tables (Markdown, LaTeX), rankings, plots,
+    report.html (and the files of `sections`), every file replaced in one step. Prints what
+    it found and wrote.
 
     Args:
         study: the study directory.
-        metric: headline metric of the plots and ranking; every metric gets its own
-            Markdown delta table.
+        metric: headline metric of the verdicts, plots and ranking (None: the grid's
+            analysis.metric, dice by default); every metric gets its own delta tables.
         sections: builders of extra report sections (pruning).
         grid, variants: the study's grid and variant names when the caller has them.
 
@@ -70,11 +71,11 @@ def summarize(
     Raises:
         UserError: unknown metric, not a study, no finished run, or a damaged file.
     """
-    if metric not in stats.METRICS:
+    if metric is not None and metric not in stats.METRICS:
         raise UserError(f"--metric {metric!r} is not one of {', '.join(stats.METRICS)}")
     results = load_study(study, grid, variants)
     status = run_status(results)
-    summary = compute_summary(results, metric)
+    summary = compute_summary(results, metric or results.analysis().metric)
     files = table_files(results, summary)
     figures = draw_figures(results, summary, files)
     extra: list[ReportSection] = [s for s in (build(study) for build in sections) if s]

@@ -1,4 +1,4 @@
-"""Text tables of the summary: the per-metric delta tables and the rankings (Markdown).
+"""Text tables of the summary: delta tables, verdicts and rankings (Markdown).
 
 Each table is first built as a DataFrame of display strings, so the Markdown files and the
 HTML report show the same cells.
@@ -10,23 +10,51 @@ import math
 
 import pandas as pd
 
-from ablate.report.stats import BASELINE, MACRO, significant
+from ablate.report.design import Design
+from ablate.report.inference import BETTER, EQUIVALENT, INCONCLUSIVE, WORSE
+from ablate.report.stats import BASELINE, MACRO
 
 TOP_N = 5
+SIGNIFICANT_MARK = "*"
+EQUIVALENT_MARK = "≈"
+MARKS = {BETTER: SIGNIFICANT_MARK, WORSE: SIGNIFICANT_MARK, EQUIVALENT: EQUIVALENT_MARK}
+"""Verdict -> mark after a delta; inconclusive has none."""
 
 
 def _number(value: float, digits: int = 3) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
+def verdict_mark(verdict: object) -> str:
+    """`*` for better or worse, `≈` for equivalent, "" otherwise (NaN: the baseline)."""
+    return MARKS.get(verdict, "") if isinstance(verdict, str) else ""
+
+
+def percent(level: float) -> str:
+    """0.95 -> '95%', 0.9717 -> '97.2%'."""
+    return f"{100 * level:.3g}%"
+
+
+def _finite(row: pd.Series, *columns: str) -> bool:
+    return all(pd.notna(row[c]) and math.isfinite(float(row[c])) for c in columns)
+
+
 def delta_cell(row: pd.Series) -> str:
-    """`-0.031 ± 0.012 *`: delta, CI half-width, mark when Holm-adjusted p < 0.05."""
+    """`-0.031 ± 0.012 *`: delta, half-width of its interval, the verdict's mark; 'n/a'
+    without a paired seed."""
+    if not _finite(row, "mean_delta"):
+        return "n/a"
     text = f"{row['mean_delta']:+.3f}"
-    if math.isfinite(row["ci_high"]) and math.isfinite(row["ci_low"]):
+    if _finite(row, "ci_low", "ci_high"):
         text += f" ± {(row['ci_high'] - row['ci_low']) / 2:.3f}"
-    if significant(row["p_holm"]):
-        text += " *"
-    return text
+    mark = verdict_mark(row["verdict"])
+    return f"{text} {mark}" if mark else text
+
+
+def row_levels(deltas: pd.DataFrame) -> list[float]:
+    """The distinct confidence levels of the intervals in `deltas` (rows with an interval)."""
+    shown = deltas[deltas["ci_low"].notna()]
+    return sorted({round(float(level), 6) for level in shown["ci_level"]}, reverse=True)
 
 
 def category_order(categories: list[str]) -> list[str]:
@@ -39,21 +67,28 @@ def delta_grid(
 ) -> pd.DataFrame:
     """Display table for one metric: baseline row (mean ± sd), then one row per variant.
 
+    A `level` column (each row's interval level) is added when the levels differ between
+    rows (adaptive seeds: each variant's last look has its own level).
+
     Args:
         summary: `score_summary` output (mean, std, n per variant, category, metric).
-        deltas: `delta_table` output.
+        deltas: the delta table (`design.delta_table`).
         metric: the metric to show.
     """
     base = summary[(summary["variant"] == baseline) & (summary["metric"] == metric)]
     wanted = deltas[deltas["metric"] == metric]
     columns = category_order(list(base["category"]) + list(wanted["category"]))
+    per_row_level = len(row_levels(wanted)) > 1
     rows = [_baseline_row(base, columns, baseline)]
     for variant, group in wanted.groupby("variant", sort=False):
         cells = dict(zip(group["category"], group.apply(delta_cell, axis=1), strict=True))
         row = {"variant": variant, **{c: cells.get(c, "") for c in columns}}
         row["n"] = str(int(group["n_seeds"].min()))
+        levels = row_levels(group)
+        row["level"] = percent(levels[0]) if levels else ""
         rows.append(row)
-    return pd.DataFrame(rows, columns=["variant", *columns, "n"])
+    extra = ["n", "level"] if per_row_level else ["n"]
+    return pd.DataFrame(rows, columns=["variant", *columns, *extra]).fillna("")
 
 
 def _baseline_row(base: pd.DataFrame, columns: list[str], baseline: str) -> dict[str, str]:
@@ -83,8 +118,8 @@ def ranking_display(ranking: pd.DataFrame) -> pd.DataFrame:
         for m, s in zip(ranking["mean"], ranking["std"], strict=True)
     ]
     shown["delta"] = [
-        f"{d:+.3f}" + (" *" if significant(p) else "") if math.isfinite(d) else "n/a"
-        for d, p in zip(ranking["mean_delta"], ranking["p_holm"], strict=True)
+        (f"{d:+.3f} {verdict_mark(v)}".rstrip() if math.isfinite(d) else "n/a")
+        for d, v in zip(ranking["mean_delta"], ranking["verdict"], strict=True)
     ]
     for column in ("train_loss", "val_loss", "test_loss", "loss_gap"):
         shown[column.replace("_", " ")] = [_number(float(v), 4) for v in ranking[column]]
@@ -129,15 +164,61 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body]) + "\n"
 
 
-DELTA_LEGEND = (
-    "Cells: mean paired delta vs baseline (variant - baseline, same seed) ± half-width of the "
-    "95% t interval over seeds; `*` where the Holm-adjusted paired t-test p < 0.05 (family: "
-    "the variants of one category and metric). No interval with fewer than 2 paired seeds. "
-    "Scores are recomputed from pixel counts summed over each category's test images; macro "
-    "is the mean over categories."
-)
+def interval_words(deltas: pd.DataFrame) -> str:
+    """'the 95% interval', or for rows at different levels 'each row's interval (level ...)'."""
+    levels = row_levels(deltas)
+    if len(levels) == 1:
+        return f"the {percent(levels[0])} interval"
+    if not levels:
+        return "the interval"
+    return (
+        f"each row's interval at the level of its last look ({percent(levels[-1])} to "
+        f"{percent(levels[0])}, column `level`; adaptive seeds spend alpha over the looks)"
+    )
+
+
+def test_words(design: Design) -> str:
+    """Which test gave the intervals and p-values, and why."""
+    if design.r == 0:
+        return "paired t-test (the split is the same for every seed: protocol.vary.split false)"
+    return (
+        f"corrected resampled t-test (Nadeau-Bengio, r = n_test/n_train = {design.r:.3g}: "
+        "each seed redraws the split)"
+    )
+
+
+def marks_legend(design: Design) -> str:
+    """What the marks after a delta mean."""
+    return (
+        f"`{SIGNIFICANT_MARK}` better or worse: Holm-adjusted p < {design.alpha:g} (family: the "
+        f"variants of one category and metric); `{EQUIVALENT_MARK}` equivalent: the 1 - 2 alpha "
+        f"interval (TOST) lies inside ±{design.margin:g}; no mark: inconclusive (verdicts.md, "
+        "deltas.csv: seeds_needed)."
+    )
+
+
+def delta_caption(deltas: pd.DataFrame, metric: str | None, design: Design) -> str:
+    """The caption of a delta table: cells, test, interval level, marks.
+
+    Args:
+        deltas: the delta table (rows of other metrics are left out when `metric` is set).
+        metric: the table's metric; None for a table of several metrics (every row shown).
+        design: the study's design.
+    """
+    shown = deltas if metric is None else deltas[deltas["metric"] == metric]
+    what = "delta" if metric is None else f"{metric} delta"
+    return (
+        f"Cells: mean paired {what} vs baseline (variant - baseline, same seed) ± "
+        f"half-width of {interval_words(shown)}, {test_words(design)}. "
+        f"{marks_legend(design)} No interval with fewer than 2 paired seeds or deltas that did "
+        "not vary. Scores are recomputed from pixel counts summed over each category's test "
+        "images; macro is the mean over categories."
+    )
+
 
 LOSS_LEGEND = (
+    f"`delta` is the macro delta vs baseline with its verdict's mark (`{SIGNIFICANT_MARK}` "
+    f"better or worse, `{EQUIVALENT_MARK}` equivalent; see verdicts.md). "
     "Losses are the mean over seeds with each run's kept (best-epoch) weights. `train loss` "
     "is the epoch's mean training loss (augmented batches, training resolution); `val loss` "
     "is the loss on the split early stopping watched (the validation split, or the test "
@@ -153,11 +234,80 @@ TEST_SPLIT_NOTE = (
 
 
 def deltas_markdown(
-    study: str, metric: str, grid: pd.DataFrame, stopped_on_test: bool = False
+    study: str, metric: str, grid: pd.DataFrame, caption: str, stopped_on_test: bool = False
 ) -> str:
-    """Content of `deltas_<metric>.md`."""
+    """Content of `deltas_<metric>.md`: title, caption (`delta_caption`), table."""
     note = TEST_SPLIT_NOTE if stopped_on_test else ""
-    return f"# {study}: {metric} deltas vs baseline\n\n{note}{DELTA_LEGEND}\n\n{markdown(grid)}"
+    return f"# {study}: {metric} deltas vs baseline\n\n{note}{caption}\n\n{markdown(grid)}"
+
+
+def design_words(design: Design) -> str:
+    """'margin ±0.01, alpha 0.05, corrected resampled t-test (...), adaptive seeds 3..8'."""
+    seeds = ""
+    if design.schedule is not None:
+        seeds = f"; adaptive seeds {design.schedule.min_seeds}..{design.schedule.max_seeds}"
+    return f"margin ±{design.margin:g}, alpha {design.alpha:g}, {test_words(design)}{seeds}"
+
+
+def _seeds_needed_cell(row: pd.Series) -> str:
+    """seeds_needed as shown: a number, 'never', 'more than N', 'n/a', or '-' when decided."""
+    if row["verdict"] != INCONCLUSIVE:
+        return "-"
+    if pd.notna(row["seeds_needed"]):
+        return str(int(row["seeds_needed"]))
+    reason = str(row["seeds_reason"])
+    if reason.startswith("never"):
+        return "never"
+    return reason if reason.startswith("more than") else "n/a"
+
+
+def _interval_cell(row: pd.Series) -> str:
+    if not _finite(row, "mean_delta"):
+        return "n/a (no paired seed)"
+    text = f"{row['mean_delta']:+.4f}"
+    if _finite(row, "ci_low", "ci_high"):
+        return f"{text} [{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]"
+    return f"{text} (no interval)"
+
+
+def verdict_display(verdicts: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One row per variant: verdict, macro delta with its interval, level, seeds used and
+    needed, why (the verdict's reason, and for inconclusive rows what more seeds would do)."""
+    rows = []
+    for _, row in verdicts.iterrows():
+        why, more = str(row["reason"]), str(row["seeds_reason"])
+        if row["verdict"] == INCONCLUSIVE and more and more not in why:
+            why += f"; seeds needed: {more}"
+        rows.append(
+            {
+                "variant": row["variant"],
+                "verdict": row["verdict"],
+                f"macro {metric} delta [interval]": _interval_cell(row),
+                "level": percent(row["ci_level"]) if _finite(row, "ci_low") else "",
+                "seeds used": str(int(row["n_seeds"])),
+                "seeds needed": _seeds_needed_cell(row),
+                "why": why,
+            }
+        )
+    columns = ["variant", "verdict", f"macro {metric} delta [interval]", "level"]
+    return pd.DataFrame(rows, columns=[*columns, "seeds used", "seeds needed", "why"])
+
+
+VERDICT_LEGEND = (
+    "Verdicts: `equivalent` when the 1 - 2 alpha interval lies inside ±margin (removing or "
+    "swapping the component changes the metric by less than the margin); else `better` / "
+    "`worse` when the Holm-adjusted p < alpha, by the sign of the delta; else `inconclusive`, "
+    "with the paired seeds that would decide it at 80% power (`never` when the split-to-split "
+    "variance floor stops any number of seeds; the reason says what to do)."
+)
+
+
+def verdicts_markdown(study: str, verdicts: pd.DataFrame, metric: str, design: Design) -> str:
+    """Content of `verdicts.md`: one verdict per variant on the macro headline metric."""
+    head = f"# {study}: verdicts on macro {metric}\n\n{design_words(design)}.\n\n{VERDICT_LEGEND}"
+    if verdicts.empty:
+        return f"{head}\n\nNo paired baseline runs: no verdicts.\n"
+    return f"{head}\n\n{markdown(verdict_display(verdicts, metric))}"
 
 
 def ranking_markdown(

@@ -43,6 +43,7 @@ RULES: dict[str, TableRules] = {
             "epochs": INTEGER,
             "duration_s": NUMBER,
             "test_loss": NUMBER,
+            "round": INTEGER,
         },
     ),
     "class_metrics": TableRules({**_KEYS, "category": TEXT, **_COUNTS}, dict(_SCORES)),

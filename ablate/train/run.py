@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -32,6 +33,8 @@ from ablate.train.optim import build_optimizer, build_schedule
 from ablate.train.tensorboard import log_overlays, open_writer
 
 MAX_AUTO_WORKERS = 4
+TRAINING_STREAM = 1
+"""Spawn key of the training stream's torch seed (see `_training_stream_seed`)."""
 
 
 @dataclass
@@ -101,11 +104,51 @@ def early_stopping_split(config: RunConfig) -> str:
     return "test" if config.protocol.early_stops_on_test else "val"
 
 
+@dataclass(frozen=True)
+class RunSeeds:
+    """The seed of each source of randomness of one run (`protocol.vary`)."""
+
+    split: int
+    """Draws the train/validation/test split."""
+    init: int
+    """Draws the initial weights."""
+    order: int
+    """Draws the training stream: data order, augmentation, dropout."""
+
+
+def run_seeds(config: RunConfig, seed: int) -> RunSeeds:
+    """What run `seed` seeds: each source the protocol varies gets `seed`, each fixed one
+    the study's first seed (`protocol.first_seed`), so fixed sources are equal across seeds.
+
+    Example:
+        >>> run_seeds(config_with_split_fixed, 7)  # doctest: +SKIP
+        RunSeeds(split=0, init=7, order=7)
+    """
+    vary, first = config.protocol.vary, config.protocol.first_seed
+    return RunSeeds(
+        split=seed if vary.split else first,
+        init=seed if vary.init else first,
+        order=seed if vary.order else first,
+    )
+
+
 def run_split(config: RunConfig, data: SegmentationData, seed: int) -> Split:
-    """The split of `seed`: depends on the data, the seed and the protocol only, never on the
-    model or the recipe, so every variant of a study sees the same images for a seed."""
+    """The split of run `seed`: depends on the data, the seed and the protocol only, never on
+    the model or the recipe, so every variant of a study sees the same images for a seed
+    (and every seed the same images with `protocol.vary.split` false)."""
     protocol = config.protocol
-    return split_indices(data.category_ids, seed, protocol.test_fraction, protocol.val_fraction)
+    return split_indices(
+        data.category_ids,
+        run_seeds(config, seed).split,
+        protocol.test_fraction,
+        protocol.val_fraction,
+    )
+
+
+def _training_stream_seed(order: int) -> int:
+    """The global torch seed of the training stream (dropout), apart from the init stream
+    even when both come from the same run seed."""
+    return int(np.random.SeedSequence([order, TRAINING_STREAM]).generate_state(1)[0])
 
 
 @dataclass
@@ -146,7 +189,9 @@ def execute_run(
     Args:
         config: the run's configuration.
         data: the decoded dataset (shared by all runs of a study).
-        seed: fixes the split, the initial weights and the augmentation stream.
+        seed: fixes the split, the initial weights and the training stream (data order,
+            augmentation, dropout); a source `protocol.vary` fixes takes the study's first
+            seed instead (`run_seeds`).
         outputs: where to write checkpoints and TensorBoard events; None writes nothing.
         cpus: CPUs of this run (threads, DataLoader workers).
         device: None picks CUDA when available, else CPU.
@@ -197,14 +242,15 @@ def _train_and_evaluate(
 ) -> None:
     """The body of `execute_run`; fills `result` and `history` in place."""
     task = config.protocol.task
+    seeds = run_seeds(config, seed)
     workers = worker_count(config.train.num_workers, cpus, cuda=plan.is_cuda)
-    seed_everything(seed, cpus=torch_threads(cpus, workers), device=plan.device)
+    seed_everything(seeds.order, cpus=torch_threads(cpus, workers), device=plan.device)
     split = run_split(config, data, seed)
     inputs = run_inputs(config, data, split)
     stats, images = inputs.stats, inputs.images
     pin = plan.pin_memory
     train_loader = build_train_loader(
-        data, split.train, config.augment, config.train, seed, workers, pin, stats, images
+        data, split.train, config.augment, config.train, seeds.order, workers, pin, stats, images
     )
     test_loader = build_eval_loader(data, split.test, config.train, workers, pin, stats, images)
     val_loader = (
@@ -216,9 +262,11 @@ def _train_and_evaluate(
         train=len(split.train), val=len(split.val), test=len(split.test), workers=workers
     )
 
-    # Initial weights depend on the seed and the architecture only.
-    torch.manual_seed(seed)
+    # Initial weights depend on the init seed and the architecture only; the training
+    # stream (dropout) then restarts from the order seed, so each follows its own source.
+    torch.manual_seed(seeds.init)
     model = build_model(config.model, output_channels(task, data.categories), images.channels)
+    torch.manual_seed(_training_stream_seed(seeds.order))
     if outputs is not None:
         outputs.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         torch.save(_cpu_state(model), outputs.checkpoint_dir / "initial.pt")

@@ -125,3 +125,12 @@ def test_ray_overhead_script_prints_both_numbers() -> None:
     assert lines[-2].startswith("ray_start_s=")
     assert_positive(lines[-1].partition("=")[2])
     assert_positive(lines[-2].partition("=")[2])
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_adaptive_script_compares_both_studies() -> None:
+    """Two tiny studies (4 fixed seeds and {min: 3, max: 4}), each an `ablate run`."""
+    key, value = run_script("adaptive", timeout=600)
+    assert key == "run_reduction"
+    assert 0.0 <= float(value) < 1.0  # adaptive never runs more than the fixed study

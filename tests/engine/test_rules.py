@@ -64,6 +64,58 @@ def test_other_changes_are_refused_naming_the_key(changes: dict[str, Any], named
     assert named in str(error.value)
 
 
+ADAPTIVE = {"seeds": {"min": 3, "max": 6}}
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        (ADAPTIVE, {"seeds": {"min": 3, "max": 10}}),  # raising max grows the study
+        ({"seeds": 3}, ADAPTIVE),  # three fixed seeds are the adaptive study's first round
+        ({"seeds": [0, 1, 2]}, ADAPTIVE),
+    ],
+    ids=["raise-max", "count-to-adaptive", "list-to-adaptive"],
+)
+def test_adaptive_seeds_grow_by_their_max(before: dict, after: dict) -> None:
+    old, new = _grid(protocol=before), _grid(protocol=after)
+    check_compatible(old, new, expand_variants(new), "study")
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "named"),
+    [
+        (ADAPTIVE, {"seeds": {"min": 3, "max": 5}}, "protocol.seeds (seeds [5] removed)"),
+        (ADAPTIVE, {"seeds": {"min": 2, "max": 6}}, "protocol.seeds.min (3 -> 2"),
+        (ADAPTIVE, {"seeds": {"min": 4, "max": 6}}, "protocol.seeds.min (3 -> 4"),
+        (ADAPTIVE, {"seeds": 6}, "adaptive seeds made fixed"),
+        ({"seeds": 5}, ADAPTIVE, "must be the first round, seeds 0..2"),
+        ({"seeds": 2}, {"seeds": 2, "vary": {"split": False}}, "protocol.vary.split"),
+        ({"seeds": 2}, {"seeds": 2, "vary": {"init": False}}, "protocol.vary.init"),
+    ],
+    ids=["lower-max", "lower-min", "raise-min", "make-fixed", "fixed-not-a-round", "vary", "init"],
+)
+def test_seed_and_vary_changes_that_would_mix_studies_are_refused(
+    before: dict, after: dict, named: str
+) -> None:
+    old, new = _grid(protocol=before), _grid(protocol=after)
+    with pytest.raises(UserError, match="made from another grid") as error:
+        check_compatible(old, new, expand_variants(new), "runs/s")
+    assert named in str(error.value)
+
+
+def test_analysis_may_change_between_runs_of_a_study() -> None:
+    """Margin, alpha and metric change how the summary reads the runs, not the runs."""
+    new = _grid(analysis={"metric": "iou", "margin": 0.05, "alpha": 0.1})
+    assert changed_keys(_grid(), new) == []
+    check_compatible(_grid(), new, expand_variants(new), "study")
+
+
+def test_adaptive_plan_counts() -> None:
+    plan = Plan(variants=["a", "b"], seeds=list(range(6)), finished=set(), min_seeds=3)
+    assert plan.adaptive and (plan.fewest, plan.total) == (6, 12)
+    assert not Plan(variants=["a"], seeds=[0, 1], finished=set()).adaptive
+
+
 def test_changed_keys_ignores_resources() -> None:
     assert changed_keys(_grid(), _grid(resources={"cpu": 4})) == []
 

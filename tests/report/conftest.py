@@ -106,11 +106,21 @@ def write_study(
     study_dir: Path,
     skip: set[tuple[str, int]] = frozenset(),
     status: dict[tuple[str, int], str] | None = None,
+    protocol: dict | None = None,
+    analysis: dict | None = None,
 ) -> Path:
-    """A whole study directory: grid.yaml, dataset.json and every run not in `skip`."""
+    """A whole study directory: grid.yaml, dataset.json and every run not in `skip`.
+
+    `protocol` and `analysis` set keys of the stored grid's sections (the runs stay the
+    same: seeds 0..3 of every variant); e.g. protocol={"vary": {"split": False}}.
+    """
     study_dir.mkdir(parents=True, exist_ok=True)
     grid = GridConfig(
-        study=STUDY, data=run_config().data, baseline=Recipe(), protocol={"seeds": SEEDS}
+        study=STUDY,
+        data=run_config().data,
+        baseline=Recipe(),
+        protocol={"seeds": SEEDS, **(protocol or {})},
+        analysis=analysis or {},
     )
     (study_dir / "grid.yaml").write_text(yaml.safe_dump(grid.model_dump(mode="json")))
     dataset = {

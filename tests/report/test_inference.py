@@ -20,7 +20,6 @@ import pytest
 from scipy import stats as scipy_stats
 
 from ablate.report import inference as inf
-from ablate.report.stats import holm
 
 RHO = 0.2
 R = RHO / (1 - RHO)  # 0.25 = test fraction / train fraction for an 80/20 split
@@ -43,6 +42,21 @@ def t2_quantile(q: float) -> float:
     """t_(q, 2) = sqrt(2 a^2 / (1 - a^2)), a = 2q - 1."""
     a = 2 * q - 1
     return math.sqrt(2 * a * a / (1 - a * a))
+
+
+def holm(p_values: np.ndarray) -> np.ndarray:
+    """Holm by its definition, NaN left out of the family: the adjusted p of p_i is the
+    largest over the p_j <= p_i of min(1, (m - rank_j) p_j), rank_j 0-based among present."""
+    present = sorted(p for p in p_values if not np.isnan(p))
+    m = len(present)
+    return np.array(
+        [
+            np.nan
+            if np.isnan(p)
+            else max(min(1.0, (m - j) * present[j]) for j in range(m) if present[j] <= p)
+            for p in p_values
+        ]
+    )
 
 
 def paired(deltas: dict[str, list[float]], category: str = "macro", metric: str = "dice"):
@@ -195,6 +209,20 @@ def test_a_variant_without_seeds_still_counts_in_the_family() -> None:
     assert np.isnan(result.p_holm[1]) and result.verdict[1] == inf.INCONCLUSIVE
 
 
+def test_the_table_takes_the_whole_family_like_next_round() -> None:
+    """`variants` puts a variant without any paired seed in every family (a row with n 0,
+    in Holm as p = 1), as `next_round` does, so summary and rounds adjust alike."""
+    data = paired({"a": [-0.05, -0.06, -0.055, -0.052], "b": [0.01, -0.02, 0.0, 0.02]})
+    table = inf.inference_table(data, r=R, variants=["a", "dead", "b"]).set_index("variant")
+    assert list(table.index) == ["a", "dead", "b"]
+    assert table.loc["dead", "n_seeds"] == 0 and table.loc["dead", "verdict"] == inf.INCONCLUSIVE
+    x = np.array([[-0.05, -0.06, -0.055, -0.052], [np.nan] * 4, [0.01, -0.02, 0.0, 0.02]])
+    core = inf.analyse_family(x, r=R)
+    np.testing.assert_allclose(table["p_holm"], core.p_holm, equal_nan=True)
+    without = inf.inference_table(data, r=R).set_index("variant")
+    assert table.loc["a", "p_holm"] > without.loc["a", "p_holm"]  # a family of 3, not 2
+
+
 def test_one_seed_gives_no_interval_and_no_p() -> None:
     row = inf.inference_table(paired({"a": [0.03]}), r=R).loc[0]
     assert row["n_seeds"] == 1
@@ -254,7 +282,7 @@ def test_table_columns_types_and_direction() -> None:
     assert inf.inference_table(frame.iloc[0:0], r=R).empty
 
 
-def test_vectorised_holm_is_stats_holm() -> None:
+def test_vectorised_holm_is_holm_by_definition() -> None:
     rng = np.random.default_rng(7)
     p = rng.uniform(size=(200, 5)) ** 3
     p[rng.uniform(size=p.shape) < 0.2] = np.nan

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from ablate.report.commands import summarize_command
+from ablate.report.design import delta_table
 from ablate.report.load import load_study
 from ablate.report.predictions import collect_samples, pick_variants
-from ablate.report.stats import delta_table, run_scores
+from ablate.report.stats import run_scores
 from ablate.store import StudyDir
 from ablate.store.study import CHECKPOINTS
 
@@ -40,7 +41,7 @@ def study_with_checkpoints(study_factory, spec, tmp_path: Path, monkeypatch) -> 
 
 def test_pick_variants_most_harmful_and_most_helpful(study_factory) -> None:
     study = load_study(StudyDir.open(study_factory()))
-    deltas = delta_table(run_scores(study.class_metrics))
+    deltas = delta_table(run_scores(study.class_metrics), study.design())
     assert pick_variants(deltas, "dice") == ["no-skip", "wider"]
 
 

@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
+from ablate.config import AnalysisConfig, ProtocolConfig
 from ablate.report import stats
+from ablate.report.design import Design, delta_table
 from ablate.report.load import load_study
 from ablate.store import StudyDir
 
@@ -76,69 +78,103 @@ def test_mean_std_n_over_seeds(
     assert row["n"].item() == 4
 
 
+R = 0.2 / (0.8 * 0.9)
+"""n_test / n_train of the hand-built study's protocol (test 0.2, validation 0.1 of the rest)."""
+
+
+def corrected(deltas: np.ndarray, r: float, confidence: float = 0.95) -> tuple[float, ...]:
+    """(ci_low, ci_high, p) of the corrected resampled t, written out from its definition."""
+    n = len(deltas)
+    se = deltas.std(ddof=1) * np.sqrt(1 / n + r)
+    half = scipy_stats.t.ppf(0.5 + confidence / 2, n - 1) * se
+    p = 2 * scipy_stats.t.sf(abs(deltas.mean()) / se, n - 1)
+    return deltas.mean() - half, deltas.mean() + half, p
+
+
+def design(**protocol: object) -> Design:
+    return Design.of(ProtocolConfig(seeds=4, **protocol), AnalysisConfig())
+
+
 @pytest.mark.parametrize("metric", ["dice", "iou", "recall"])
 @pytest.mark.parametrize("category", ["Adenocarcinoma", "Polyp", "macro"])
-def test_deltas_ci_and_p_match_scipy(
+def test_deltas_use_the_corrected_test_and_holm(
     scores: pd.DataFrame, spec: ModuleType, metric: str, category: str
 ) -> None:
-    table = stats.delta_table(scores).set_index(["variant", "category", "metric"])
+    table = delta_table(scores, design()).set_index(["variant", "category", "metric"])
     p_values = {}
     for variant in ("no-skip", "wider"):
         variant_values = per_seed(spec, variant, category, metric)
         base_values = per_seed(spec, "baseline", category, metric)
         deltas = variant_values - base_values
         row = table.loc[(variant, category, metric)]
-        low, high = scipy_stats.t.interval(
-            0.95, len(deltas) - 1, loc=deltas.mean(), scale=scipy_stats.sem(deltas)
-        )
-        p_values[variant] = scipy_stats.ttest_rel(variant_values, base_values).pvalue
+        low, high, p_values[variant] = corrected(deltas, R)
         assert row["mean_delta"] == pytest.approx(deltas.mean(), abs=1e-12)
         assert row["baseline_mean"] == pytest.approx(base_values.mean(), abs=1e-12)
         assert row["variant_mean"] == pytest.approx(variant_values.mean(), abs=1e-12)
         assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high), rel=1e-9)
         assert row["p_value"] == pytest.approx(p_values[variant], rel=1e-9)
-        assert row["n_seeds"] == 4
-    # The family of this (category, metric): no-skip, wider and same (p = 1 exactly).
+        assert row["n_seeds"] == 4 and row["test"] == "corrected resampled t"
+        assert row["ci_level"] == 0.95 and row["margin"] == 0.01
+    # The family of this (category, metric): no-skip, wider and same (no p: counts as 1).
     family = [p_values["no-skip"], p_values["wider"], 1.0]
     adjusted = naive_holm(family)
     assert table.loc[("no-skip", category, metric), "p_holm"] == pytest.approx(adjusted[0])
     assert table.loc[("wider", category, metric), "p_holm"] == pytest.approx(adjusted[1])
-    assert table.loc[("same", category, metric), "p_holm"] == 1.0
+    assert np.isnan(table.loc[("same", category, metric), "p_holm"])
+
+
+def test_a_fixed_split_is_the_plain_paired_t(scores: pd.DataFrame, spec: ModuleType) -> None:
+    table = delta_table(scores, design(vary={"split": False})).set_index(
+        ["variant", "category", "metric"]
+    )
+    row = table.loc[("no-skip", "Normal", "dice")]
+    variant_values = per_seed(spec, "no-skip", "Normal", "dice")
+    base_values = per_seed(spec, "baseline", "Normal", "dice")
+    assert row["test"] == "paired t"
+    assert row["p_value"] == pytest.approx(
+        scipy_stats.ttest_rel(variant_values, base_values).pvalue
+    )
+    low, high = scipy_stats.t.interval(
+        0.95,
+        3,
+        loc=(variant_values - base_values).mean(),
+        scale=scipy_stats.sem(variant_values - base_values),
+    )
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high), rel=1e-9)
 
 
 def test_known_signs(scores: pd.DataFrame) -> None:
-    """no-skip moves tp to fn on every seed: recall and dice must drop, precision stays 1-ish."""
-    table = stats.delta_table(scores).set_index(["variant", "category", "metric"])
+    """no-skip moves tp to fn on every seed: recall and dice must drop, and be called worse."""
+    table = delta_table(scores, design()).set_index(["variant", "category", "metric"])
     assert table.loc[("no-skip", "macro", "recall"), "ci_high"] < 0
     assert table.loc[("no-skip", "macro", "dice"), "p_holm"] < 0.05
+    assert table.loc[("no-skip", "macro", "dice"), "verdict"] == "worse"
 
 
-def test_zero_variance_identical_variant(scores: pd.DataFrame) -> None:
-    row = stats.delta_table(scores).query("variant == 'same' and category == 'macro'").iloc[0]
-    assert (row["mean_delta"], row["ci_low"], row["ci_high"], row["p_value"]) == (0, 0, 0, 1)
-
-
-def test_zero_variance_constant_nonzero_delta() -> None:
-    assert stats.delta_test(np.array([0.1, 0.1, 0.1])) == pytest.approx((0.1, 0.1, 0.0))
+def test_zero_variance_identical_variant_is_no_certainty(scores: pd.DataFrame) -> None:
+    row = delta_table(scores, design()).query("variant == 'same' and category == 'macro'").iloc[0]
+    assert row["mean_delta"] == 0 and row["verdict"] == "inconclusive"
+    assert np.isnan([row["ci_low"], row["ci_high"], row["p_value"]]).all()
+    assert "no estimate of noise" in row["reason"]
 
 
 def test_single_seed_has_delta_but_no_interval(scores: pd.DataFrame, spec: ModuleType) -> None:
     one_seed = scores[scores["seed"] == 2]
-    table = stats.delta_table(one_seed)
+    table = delta_table(one_seed, design())
     row = table.query("variant == 'no-skip' and category == 'macro' and metric == 'dice'").iloc[0]
     expected = (
         per_seed(spec, "no-skip", "macro", "dice")[2]
         - per_seed(spec, "baseline", "macro", "dice")[2]
     )
     assert row["mean_delta"] == pytest.approx(expected)
-    assert row["n_seeds"] == 1
+    assert row["n_seeds"] == 1 and row["verdict"] == "inconclusive"
     assert np.isnan([row["ci_low"], row["ci_high"], row["p_value"], row["p_holm"]]).all()
 
 
 def test_deltas_pair_only_common_seeds(scores: pd.DataFrame, spec: ModuleType) -> None:
     partial = scores[~((scores["variant"] == "baseline") & (scores["seed"] == 0))]
     row = (
-        stats.delta_table(partial)
+        delta_table(partial, design())
         .query("variant == 'no-skip' and category == 'Normal' and metric == 'dice'")
         .iloc[0]
     )
@@ -147,22 +183,7 @@ def test_deltas_pair_only_common_seeds(scores: pd.DataFrame, spec: ModuleType) -
     )[1:]
     assert row["n_seeds"] == 3
     assert row["mean_delta"] == pytest.approx(deltas.mean())
-    assert row["p_value"] == pytest.approx(scipy_stats.ttest_1samp(deltas, 0.0).pvalue)
-
-
-def test_holm_hand_worked_example() -> None:
-    # Sorted: 0.005*4 = 0.02, 0.01*3 = 0.03, 0.03*2 = 0.06, 0.04*1 = 0.04 -> max(0.06, 0.04).
-    adjusted = stats.holm(np.array([0.01, 0.04, 0.03, 0.005]))
-    assert adjusted == pytest.approx([0.03, 0.06, 0.06, 0.02])
-
-
-def test_holm_caps_at_one_and_skips_nan() -> None:
-    adjusted = stats.holm(np.array([0.6, np.nan, 0.02]))
-    # Family of two: 0.02*2 = 0.04, 0.6*1 = 0.6.
-    assert adjusted[0] == pytest.approx(0.6)
-    assert np.isnan(adjusted[1])
-    assert adjusted[2] == pytest.approx(0.04)
-    assert stats.holm(np.array([0.5, 0.7])) == pytest.approx([1.0, 1.0])
+    assert row["p_value"] == pytest.approx(corrected(deltas, R)[2])
 
 
 def test_losses_at_best_epoch(study_factory) -> None:
@@ -180,9 +201,11 @@ def test_ranking_orders_by_macro_mean(
 ) -> None:
     study = load_study(StudyDir.open(study_factory("ranked")))
     losses = stats.losses_at_best_epoch(study.history, study.runs)
-    ranking = stats.ranking(scores, stats.delta_table(scores), losses, "dice")
+    ranking = stats.ranking(scores, delta_table(scores, design()), losses, "dice")
     means = {v: per_seed(spec, v, "macro", "dice").mean() for v in spec.VARIANTS}
     assert ranking["variant"].iloc[0] == max(means, key=means.get)
     assert ranking["variant"].iloc[-1] == "no-skip"
     gap = ranking.set_index("variant").loc["no-skip", "loss_gap"]
     assert gap == pytest.approx(1.0 - (0.9 - 0.2))  # test loss - train loss at best epoch
+    assert ranking.set_index("variant").loc["no-skip", "verdict"] == "worse"
+    assert pd.isna(ranking.set_index("variant").loc["baseline", "verdict"])

@@ -11,8 +11,9 @@ import pytest
 from ablate.cli import main
 from ablate.errors import UserError
 from ablate.report.commands import summarize_command
+from ablate.report.inference import TABLE_COLUMNS
 from ablate.report.sections import ReportSection
-from ablate.report.stats import DELTA_COLUMNS, METRICS
+from ablate.report.stats import METRICS
 from ablate.report.summarize import summarize
 from ablate.store import StudyDir
 
@@ -24,8 +25,8 @@ def test_full_study_writes_every_output(study_factory, spec, capsys) -> None:
     summarize_command(str(study_dir), metric="dice")
     out = study_dir / "summary"
     deltas = pd.read_csv(out / "deltas.csv")
-    assert list(deltas.columns) == DELTA_COLUMNS
-    assert list(pd.read_parquet(out / "deltas.parquet").columns) == DELTA_COLUMNS
+    assert list(deltas.columns) == TABLE_COLUMNS
+    assert list(pd.read_parquet(out / "deltas.parquet").columns) == TABLE_COLUMNS
     # 3 non-baseline variants x (3 categories + macro) x 5 metrics.
     assert len(deltas) == 3 * 4 * 5
     assert set(deltas["category"]) == {*spec.CATEGORIES, "macro"}
@@ -39,7 +40,7 @@ def test_full_study_writes_every_output(study_factory, spec, capsys) -> None:
     assert re.search(r"\| no-skip \| -0\.\d{3} ± 0\.\d{3} \*", dice_md)
     assert "## Best" in (out / "ranking.md").read_text()
     assert set(pd.read_csv(out / "ranking.csv")["variant"]) == set(spec.VARIANTS)
-    for png in ("delta_heatmap_dice.png", "macro_delta_dice.png", "training_curves.png"):
+    for png in ("delta_heatmap_dice.png", "forest_dice.png", "training_curves.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     assert "report.html" in capsys.readouterr().out
 
