@@ -177,7 +177,8 @@ def run_study(grid_path: Path, out: Path, max_concurrent: int | None) -> dict[st
     time covers every Tune trial (start, runs, reports, Parquet writes) and nothing else:
     no Ray start, no summary.
     """
-    from ablate.engine.commands import prepare_study, train_pending, write_study_files
+    from ablate.engine.run import train_pending
+    from ablate.engine.study import prepare_study, write_study_files
     from ablate.store import ResultStore
 
     study = prepare_study(str(grid_path), str(out), resume=False)

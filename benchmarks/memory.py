@@ -175,10 +175,10 @@ def copies_probe(mode: str, pairs: int) -> dict[str, float]:
     data = _full_size_data(pairs)
     nbytes = data.images.nbytes + data.masks.nbytes
     loaded = _driver_rss()
-    if mode == "engine":  # ablate/engine/commands.py train_pending
+    if mode == "engine":  # ablate/engine/run.py train_pending
         from types import SimpleNamespace
 
-        from ablate.engine.commands import ship_dataset
+        from ablate.engine.study import ship_dataset
 
         holder = SimpleNamespace(data=data)  # ship_dataset reads and clears `study.data`
         del data

@@ -39,7 +39,7 @@ TARGET = 1.05
 def engine_run(config, data, seed: int, study_dir: Path, cpus: int) -> tuple[float, float, int]:
     """(seconds, execute_run's own seconds, epochs) of one run_seed call, as a trial makes it."""
     from ablate.engine.trainable import TrialSetup, run_seed
-    from ablate.store import ResultStore
+    from ablate.store import StudyDir
 
     setup = TrialSetup(
         study="overhead",
@@ -48,9 +48,10 @@ def engine_run(config, data, seed: int, study_dir: Path, cpus: int) -> tuple[flo
         seeds=[seed],
         cpus=cpus,
     )
-    store = ResultStore(str(study_dir), study="overhead")
+    study = StudyDir.open(study_dir)
+    store = study.results("overhead")
     began = time.perf_counter()
-    status, _ = run_seed(store, setup, data, "baseline", seed, seeds_run=0)
+    status, _ = run_seed(study, setup, data, "baseline", seed)
     seconds = time.perf_counter() - began
     if status != "ok":
         raise RuntimeError(f"engine run ended with status {status}")

@@ -15,7 +15,7 @@ from ablate.engine.connection import (
     ray_is_running,
 )
 from ablate.engine.driver import Trainable, check_fits_this_machine, run_trials, versions
-from ablate.engine.lock import StudyLock
+from ablate.engine.lock import LockOwner, StudyLock
 from ablate.engine.messages import format_duration, plural
 from ablate.engine.progress import ProgressPrinter
 from ablate.engine.rounds import current_round, train_rounds
@@ -131,7 +131,7 @@ def _run_locked(
         _print_plan(prepared)
         errors: dict[str, str] = {}
         if _has_work(prepared):
-            errors = _train_pending(prepared, address, max_concurrent, lock.owner, trainable)
+            errors = train_pending(prepared, address, max_concurrent, lock.owner, trainable)
         else:
             _prune(prepared)  # finishes an analysis a killed run left behind; no-op otherwise
         wanted = current_round(prepared).pairs() if prepared.plan.adaptive else None
@@ -188,15 +188,16 @@ def _print_plan(prepared: PreparedStudy) -> None:
         )
 
 
-def _train_pending(
+def train_pending(
     prepared: PreparedStudy,
     address: str | None,
     max_concurrent: int | None,
-    lock: object,
-    trainable: Trainable,
+    lock: LockOwner | None = None,
+    trainable: Trainable = train_variant,
 ) -> dict[str, str]:
     """Run the unfinished (variant, seed) pairs on Ray (adaptive seeds: round after round);
-    returns trial errors by variant."""
+    returns trial errors by variant. `lock`: the owner of study.lock, whom the trials check
+    before they touch a run (None: no lock, as in the benchmarks' direct calls)."""
     plan = prepared.plan
     pending = plan.pending()
     resources = prepared.grid.resources
@@ -208,7 +209,7 @@ def _train_pending(
         seeds=plan.seeds,
         cpus=max(1, int(resources.cpu)),
         versions=versions(),
-        lock=lock.to_json(),
+        lock=lock.to_json() if lock is not None else None,
     )
     concurrent = max_concurrent or resources.max_concurrent
     may_grow = cluster_address(address) is not None
