@@ -507,9 +507,8 @@ COMMAND_CASES = [
     Case(
         "cli-address-not-a-ray-cluster",
         _address_not_ray,
-        ("--address 127.0.0.1:", "no Ray cluster answered"),
-        max_seconds=45.0,
-        slow=True,
+        ("--address 127.0.0.1:", "no Ray cluster answered", "does not speak gRPC"),
+        max_seconds=FAST_S,
     ),
     Case(
         "cli-study-from-another-grid",
