@@ -278,7 +278,10 @@ def test_a_damaged_runs_file_stops_a_resumed_run_before_any_work(
     assert snapshot(tmp_path) == before
 
 
-def test_a_junk_checkpoint_is_named_by_prune_and_skipped_by_the_summary(tmp_path: Path) -> None:
+@pytest.mark.ray
+def test_a_junk_checkpoint_is_named_by_prune_and_skipped_by_the_summary(
+    tmp_path: Path, ray_session: object, capsys: pytest.CaptureFixture[str]
+) -> None:
     study = BUILDER.write_study(tmp_path / "study")
     for variant in BUILDER.VARIANTS:
         folder = study / "checkpoints" / variant / "seed=0"
@@ -288,14 +291,12 @@ def test_a_junk_checkpoint_is_named_by_prune_and_skipped_by_the_summary(tmp_path
     assert summarized.returncode == 0, summarized.stderr
     assert "sample predictions skipped" in summarized.stdout
     assert "best.pt: not a checkpoint ablate saved" in summarized.stdout
-    pruned = _run_cli(
-        ["prune", str(study), "--variants", "baseline", "--scope", "global", "--amounts", "0.5"],
-        tmp_path,
-        {"RAY_ADDRESS": ""},
-    )
-    assert pruned.returncode == EXIT_BAD_INPUT, pruned.stderr
-    assert "Traceback" not in pruned.stderr
-    assert "baseline/seed=0/best.pt: not a checkpoint ablate saved" in pruned.stderr
+    # In-process on the session's Ray (a fresh local Ray per command costs seconds here).
+    options = ["--variants", "baseline", "--scope", "global", "--amounts", "0.5"]
+    assert main(["prune", str(study), *options]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "baseline/seed=0/best.pt: not a checkpoint ablate saved" in err
 
 
 def test_stored_grid_is_read_verbatim_never_from_the_environment(tmp_path: Path) -> None:
