@@ -60,8 +60,18 @@ def cluster_address(address: str | None) -> str | None:
     return address or os.environ.get("RAY_ADDRESS") or None
 
 
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+"""What an HTTP/2 client sends first: the connection preface and an empty SETTINGS frame."""
+SETTINGS_FRAME = 0x04
+
+
 def check_reachable(address: str, source: str) -> None:
-    """Fail fast on an address where nothing listens (ray.init would retry for minutes).
+    """Refuse in seconds an address where nothing listens, or something that is not Ray
+    (`ray.init` would retry there for minutes).
+
+    Ray's GCS and its client server speak gRPC, i.e. HTTP/2: sent a client preface, such a
+    server answers with a SETTINGS frame; a web server, a database or a port that accepts
+    and stays silent does not.
 
     Raises:
         UserError: naming the address as the user gave it (`source`).
@@ -70,11 +80,20 @@ def check_reachable(address: str, source: str) -> None:
     if target is None:
         return
     try:
-        with socket.create_connection(target, timeout=CONNECT_TIMEOUT_S):
-            pass
+        connection = socket.create_connection(target, timeout=CONNECT_TIMEOUT_S)
     except OSError as error:
         reason = error.strerror or type(error).__name__
         raise UserError(f"{source}: no Ray cluster reachable there ({reason})") from error
+    with connection:
+        try:
+            connection.sendall(HTTP2_PREFACE)
+            header = connection.recv(9)
+        except OSError:
+            header = b""
+    if len(header) < 9 or header[3] != SETTINGS_FRAME:
+        raise UserError(
+            f"{source}: no Ray cluster answered there (it does not speak gRPC, Ray's protocol)"
+        )
 
 
 # Joining runs in a child process first: something that listens but is not Ray (a mistyped
@@ -86,43 +105,12 @@ _JOIN_PROBE = (
 )
 
 
-HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
-"""What an HTTP/2 client sends first: the connection preface and an empty SETTINGS frame."""
-SETTINGS_FRAME = 0x04
-
-
-def check_speaks_grpc(address: str, source: str) -> None:
-    """Refuse in seconds an address where something listens that is not Ray.
-
-    Ray's GCS and its client server speak gRPC, i.e. HTTP/2: sent a client preface, such a
-    server answers with a SETTINGS frame. Anything else (a web server, a database, a port
-    that accepts and stays silent) would keep `ray.init` retrying until JOIN_TIMEOUT_S.
-
-    Raises:
-        UserError: naming the address as the user gave it (`source`).
-    """
-    target = _host_port(address, source)
-    if target is None:
-        return
-    try:
-        with socket.create_connection(target, timeout=CONNECT_TIMEOUT_S) as connection:
-            connection.sendall(HTTP2_PREFACE)
-            header = connection.recv(9)
-    except OSError:
-        header = b""
-    if len(header) < 9 or header[3] != SETTINGS_FRAME:
-        raise UserError(
-            f"{source}: no Ray cluster answered there (it does not speak gRPC, Ray's protocol)"
-        )
-
-
 def check_joinable(address: str, source: str) -> None:
     """Join the cluster once from a child process, within JOIN_TIMEOUT_S.
 
     Raises:
         UserError: nothing Ray-like answered there, or joining failed.
     """
-    check_speaks_grpc(address, source)
     try:
         probe = subprocess.run(
             [sys.executable, "-c", _JOIN_PROBE, address],
