@@ -115,6 +115,28 @@ def conv_norm_act(
     return layers
 
 
+def two_convs(
+    in_channels: int,
+    out_channels: int,
+    *,
+    norm: NormFactory,
+    double_norm: bool,
+    activation: ActivationFactory,
+    last_activation: bool,
+) -> OrderedDict[str, nn.Module]:
+    """conv3x3 -> [norm] -> act -> conv3x3 -> [norm if double] -> [act if last_activation]:
+    the two convs every built-in block is made of."""
+    layers = conv_norm_act(in_channels, out_channels, norm=norm, activation=activation)
+    second_norm = norm if double_norm else None
+    second_activation = activation if last_activation else None
+    layers.update(
+        conv_norm_act(
+            out_channels, out_channels, norm=second_norm, activation=second_activation, index=2
+        )
+    )
+    return layers
+
+
 @BLOCKS.register("plain")
 class ConvBlock(nn.Sequential):
     """conv3x3 -> [norm] -> act -> conv3x3 -> [norm if double] -> act -> [se] -> [dropout].
@@ -134,15 +156,13 @@ class ConvBlock(nn.Sequential):
         se: bool = False,
         dropout: float = 0.0,
     ) -> None:
-        layers = conv_norm_act(in_channels, out_channels, norm=norm, activation=activation)
-        layers.update(
-            conv_norm_act(
-                out_channels,
-                out_channels,
-                norm=norm if double_norm else None,
-                activation=activation,
-                index=2,
-            )
+        layers = two_convs(
+            in_channels,
+            out_channels,
+            norm=norm,
+            double_norm=double_norm,
+            activation=activation,
+            last_activation=True,
         )
         if se:
             layers["se"] = SqueezeExcite(out_channels)
@@ -174,15 +194,14 @@ class ResidualBlock(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        layers = conv_norm_act(in_channels, out_channels, norm=norm, activation=activation)
-        layers.update(
-            conv_norm_act(
-                out_channels,
-                out_channels,
-                norm=norm if double_norm else None,
-                activation=None,
-                index=2,
-            )
+        # The last activation comes after the addition.
+        layers = two_convs(
+            in_channels,
+            out_channels,
+            norm=norm,
+            double_norm=double_norm,
+            activation=activation,
+            last_activation=False,
         )
         if se:
             layers["se"] = SqueezeExcite(out_channels)
