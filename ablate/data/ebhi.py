@@ -29,6 +29,7 @@ from typing import TypeVar
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ablate.data.masks import MaskValues, binarize, mask_encoding, read_mask
 from ablate.errors import DatasetError
 
 IMAGE_DIR = "image"
@@ -51,9 +52,6 @@ RESERVED_CATEGORIES = {
     "total": "the cleaning report's row of all categories",
 }
 """Folder names that would collide with rows the reports add (compared case-insensitively)."""
-MIXED_ENCODING_SHARE = 0.01
-"""A mask holding only 0 and 1 with at least this share of 1s, among 0/255 masks, is taken
-for a 0/1-encoded mask (which `> 127` would make empty), not for compression noise."""
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -65,26 +63,6 @@ class DroppedFile:
     """Relative to the root, e.g. "Low-grade IN/image/x.png"."""
     reason: str
     """"no label", "label without image", "unreadable PNG: ...", "wrong size ...", "not RGB ..."."""
-
-
-@dataclass(frozen=True)
-class MaskEncoding:
-    """How a dataset's masks mark foreground: a value above `threshold` is foreground."""
-
-    name: str
-    """"0/255", "0/1" or "palette-index"."""
-    meaning: str
-    """What it means, for the cleaning report."""
-    threshold: int
-
-
-ENCODINGS = {
-    "0/255": MaskEncoding("0/255", "gray levels 0/255, foreground > 127", 127),
-    "0/1": MaskEncoding("0/1", "values 0/1, foreground 1", 0),
-    "palette-index": MaskEncoding(
-        "palette-index", "palette indices, foreground any index but 0", 0
-    ),
-}
 
 
 @dataclass
@@ -197,20 +175,6 @@ class _Pair:
     label_path: Path
     image: _Header
     label: _Header
-
-
-@dataclass
-class _Mask:
-    """One decoded mask before the dataset's encoding is known."""
-
-    indexed: bool
-    """Its values are palette indices (0 = background); else gray levels."""
-    highest: int
-    """Largest value."""
-    ones: float
-    """Share of pixels equal to 1."""
-    used: frozenset[int]
-    """Palette indices present (indexed masks only)."""
 
 
 def _is_hidden(name: str) -> bool:
@@ -459,64 +423,24 @@ def _decode_image(path: Path, into: np.ndarray) -> str | None:
         return _unreadable(error)
 
 
-def _decode_mask(path: Path, into: np.ndarray) -> _Mask | str:
-    """Decode a mask's values into `into` (H, W): gray levels, or palette indices when the
-    palette means classes; returns what the dataset's encoding is judged on, or the problem.
-
-    Gray: L, 1 and LA as their gray level; RGB(A) as each pixel's brightest channel, so a
-    coloured foreground on black counts as bright. A palette whose colours are gray and
-    reach above 127 (or are only 0 and 1) is read as those gray levels; any other palette
-    (a dark red foreground, say) is read by index, 0 being background.
-    """
+def _decode_mask(path: Path, into: np.ndarray) -> MaskValues | str:
+    """`read_mask`, or the problem of a file PIL cannot read."""
     try:
-        with Image.open(path) as mask:
-            mask.load()
-            if mask.mode == "P":
-                indexed = _palette_values(mask, into)
-            elif mask.mode in ("RGB", "RGBA"):
-                into[...] = np.asarray(mask.convert("RGB"), dtype=np.uint8).max(axis=2)
-                indexed = False
-            else:
-                into[...] = np.asarray(mask.convert("L"), dtype=np.uint8)
-                indexed = False
+        return read_mask(path, into)
     except Exception as error:  # PIL raises many types for damaged files
         return _unreadable(error)
-    counts = np.bincount(into.ravel(), minlength=256)
-    present = np.flatnonzero(counts)
-    return _Mask(
-        indexed=indexed,
-        highest=int(present[-1]),
-        ones=float(counts[1]) / into.size,
-        used=frozenset(present.tolist()) if indexed else frozenset(),
-    )
-
-
-def _palette_values(mask: Image.Image, into: np.ndarray) -> bool:
-    """Write a palette mask's gray levels (True returned: indices) into `into`."""
-    indices = np.asarray(mask, dtype=np.uint8)
-    palette = np.zeros((256, 3), dtype=np.uint8)
-    colours = np.frombuffer(bytes(mask.getpalette("RGB") or []), dtype=np.uint8).reshape(-1, 3)
-    palette[: len(colours)] = colours[:256]
-    used = palette[np.unique(indices)]
-    gray = bool((used[:, 0] == used[:, 1]).all() and (used[:, 1] == used[:, 2]).all())
-    levels = used[:, 0]
-    if gray and (levels.max() > 127 or set(levels.tolist()) <= {0, 1}):
-        into[...] = palette[indices, 0]
-        return False
-    into[...] = indices
-    return True
 
 
 def _decode_pairs(
     pairs: list[_Pair], dropped: list[DroppedFile]
-) -> tuple[list[_Pair], np.ndarray, np.ndarray, list[_Mask]]:
+) -> tuple[list[_Pair], np.ndarray, np.ndarray, list[MaskValues]]:
     """Decode every pair into preallocated arrays (no second copy of the dataset is ever
     made); pairs that fail to decode are dropped with their reason."""
     height, width = pairs[0].image.size if pairs else (0, 0)
     images = np.empty((len(pairs), height, width, 3), dtype=np.uint8)
     masks = np.empty((len(pairs), height, width), dtype=np.uint8)
 
-    def decode(index: int) -> tuple[str | None, _Mask | str]:
+    def decode(index: int) -> tuple[str | None, MaskValues | str]:
         pair = pairs[index]
         return _decode_image(pair.image_path, images[index]), _decode_mask(
             pair.label_path, masks[index]
@@ -535,73 +459,6 @@ def _decode_pairs(
     if len(kept) < len(pairs):
         images, masks = images[kept], masks[kept]  # a copy, only when a file was damaged
     return [pairs[index] for index in kept], images, masks, read
-
-
-def _examples(pairs: list[_Pair], chosen: list[int], shown: int = 3) -> str:
-    names = [pairs[index].label.relative for index in chosen[:shown]]
-    more = f" and {len(chosen) - shown} more" if len(chosen) > shown else ""
-    return ", ".join(names) + more
-
-
-def mask_encoding(root: Path, pairs: list[_Pair], masks: list[_Mask]) -> MaskEncoding:
-    """The one encoding all masks of the dataset fit; DatasetError naming the files when the
-    masks fit none, mix encodings, or are all empty."""
-    indexed = [index for index, mask in enumerate(masks) if mask.indexed]
-    gray = [index for index, mask in enumerate(masks) if not mask.indexed]
-    if indexed and gray:
-        raise DatasetError(
-            f"{root}: masks in two encodings: {len(indexed)} palette mask(s) whose colours "
-            f"are not gray, read by index ({_examples(pairs, indexed)}), and {len(gray)} "
-            f"gray-level mask(s) ({_examples(pairs, gray)}); convert them to one encoding"
-        )
-    if indexed:
-        return _palette_encoding(root, pairs, masks)
-    return _gray_encoding(root, pairs, masks)
-
-
-def _palette_encoding(root: Path, pairs: list[_Pair], masks: list[_Mask]) -> MaskEncoding:
-    foreground = sorted(set().union(*(mask.used for mask in masks)) - {0})
-    if len(foreground) > 1:
-        users = [index for index, mask in enumerate(masks) if len(mask.used - {0}) > 0]
-        raise DatasetError(
-            f"{root}: palette masks use {len(foreground)} foreground indices "
-            f"{foreground[:10]} ({_examples(pairs, users)}); a binary mask has background "
-            "index 0 and one foreground index"
-        )
-    if not foreground:
-        raise DatasetError(f"{root}: every mask is empty (palette index 0 everywhere)")
-    return ENCODINGS["palette-index"]
-
-
-def _gray_encoding(root: Path, pairs: list[_Pair], masks: list[_Mask]) -> MaskEncoding:
-    highest = max(mask.highest for mask in masks)
-    if highest == 0:
-        raise DatasetError(f"{root}: every mask is empty (all pixels 0)")
-    if highest == 1:
-        return ENCODINGS["0/1"]
-    if highest <= 127:
-        tops = [index for index, mask in enumerate(masks) if mask.highest == highest]
-        raise DatasetError(
-            f"{root}: mask values go up to {highest} only ({_examples(pairs, tops)}): neither "
-            "0/255 (foreground > 127) nor 0/1; rescale the masks"
-        )
-    binary = [
-        index
-        for index, mask in enumerate(masks)
-        if mask.highest == 1 and mask.ones >= MIXED_ENCODING_SHARE
-    ]
-    if binary:
-        raise DatasetError(
-            f"{root}: {len(binary)} mask(s) hold only 0 and 1 ({_examples(pairs, binary)}) "
-            "among masks in 0/255; `> 127` would make them empty: convert them to 0/255"
-        )
-    return ENCODINGS["0/255"]
-
-
-def _binarize(masks: np.ndarray, encoding: MaskEncoding) -> None:
-    """Foreground 1, background 0, in place, one mask at a time (no full-size temporary)."""
-    for mask in masks:
-        mask[...] = mask > encoding.threshold
 
 
 def _foreground(
@@ -680,8 +537,8 @@ def load_ebhi(root: str | Path) -> SegmentationData:
     if len(kept) < len(usable):
         rows = [index for index, pair in enumerate(usable) if pair.category in categories]
         images, masks, read = images[rows], masks[rows], [read[index] for index in rows]
-    encoding = mask_encoding(root, kept, read)
-    _binarize(masks, encoding)
+    encoding = mask_encoding(root, [pair.label.relative for pair in kept], read)
+    binarize(masks, encoding)
     foreground, empty = _foreground(masks, kept, categories)
     counts = {name: sum(pair.category == name for pair in kept) for name in categories}
     report = CleaningReport(str(root), counts, dropped, encoding.meaning, foreground, empty)
