@@ -12,16 +12,14 @@ import pytest
 
 from ablate.config import MAX_SEED, MAX_SEEDS, MAX_STUDY_NAME
 from ablate.errors import GridError
-from ablate.grid import load
+from ablate.grid import load, yaml_file
 from ablate.grid.expand import MAX_VARIANTS
-from ablate.grid.load import (
-    MAX_EXTENDS,
+from ablate.grid.load import MAX_EXTENDS, load_grid, load_grid_variants
+from ablate.grid.yaml_file import (
     MAX_GRID_BYTES,
     MAX_YAML_ALIASES,
     MAX_YAML_DEPTH,
     MAX_YAML_VALUES,
-    load_grid,
-    load_grid_variants,
 )
 
 WriteGrid = Callable[..., Path]
@@ -105,13 +103,13 @@ def test_grid_is_parsed_once(
     write_grid: WriteGrid, minimal: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = []
-    compose = load._BoundedLoader.get_single_node
+    compose = yaml_file.BoundedLoader.get_single_node
 
     def counted(self):
         calls.append(1)
         return compose(self)
 
-    monkeypatch.setattr(load._BoundedLoader, "get_single_node", counted)
+    monkeypatch.setattr(yaml_file.BoundedLoader, "get_single_node", counted)
     load_grid_variants(write_grid(minimal))
     assert len(calls) == 1
 
