@@ -75,6 +75,13 @@ CONVENTIONS = (
     "the interval is the one at the last look at level 1 - alpha_J (simultaneous coverage "
     ">= 1 - alpha); equivalence is TOST at alpha_J of the last look. A fixed design is one "
     "look with alpha_J = alpha.",
+    "Futility (adaptive seeds with protocol.seeds.futility, the default): from its first look "
+    "on, an inconclusive variant gets no further seed when a fixed study of max seeds would "
+    "reach 80% power neither for a difference (level alpha / family size) nor for "
+    "equivalence, even with the data read one sigma in its favour: the mean delta moved "
+    "t_(0.841, J-1) standard errors toward each aim and the sd at its one-sided 84% lower "
+    "bound. Non-binding: it only withholds seeds, so the error rates above still hold; its "
+    "verdict stays inconclusive with its seeds_needed.",
     "seeds_needed: for an inconclusive cell, the fewest paired seeds J' > J at which a fixed "
     "study with the observed mean delta and variance would decide it with 80% power "
     "(difference at alpha / family size when |mean| >= m, else equivalence); 'never' when "
@@ -411,10 +418,11 @@ def futile(
 
     Why not the observed mean and sd themselves (`seeds_needed` > max_seeds): at the first
     look they rest on min - 1 degrees of freedom (2 at min 3), and an sd drawn high or a
-    mean drawn low stops true effects; simulated at 3 margins (seed sd 0.01, r 0.25, min 3,
-    max 10) power fell from 99.5% to 89%, and equivalence at a true 0 from 97% to 71%. Read
-    one sigma in favour, and judged on both aims, the same losses are under 2 points
-    (tests/report/test_sequential.py, benchmarks/calibration.py).
+    mean drawn low stops true effects: simulated at 3 margins (seed sd 0.015, r 0.25, min 3,
+    max 10) the power fell from 85% to 55%, and equivalence at a true 0 with the split
+    fixed from 89% to 36%. Read one sigma in favour and judged on both aims, the power to
+    find a difference is unchanged (0 to 10 margins) and equivalence loses 2-4 points
+    (benchmarks/calibration.py, tests/report/test_sequential.py).
 
     Returns:
         bool array of the cells' shape.
