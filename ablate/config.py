@@ -178,14 +178,18 @@ def _whole_number(value: Any) -> Any:
 
 class SeedRange(Strict):
     """Adaptive seeds: every variant runs seeds 0..min-1, then variants still undecided get
-    one more seed per round (the next index) until decided or max (see README, "Adaptive
-    seeds")."""
+    one more seed per round (the next index) until decided, max, or (futility) no number of
+    seeds up to max could decide them (see README, "Statistics")."""
 
     min: int
     """Seeds every variant runs before the first look (at least 2: one seed has no noise
     estimate)."""
     max: int
     """Most seeds a variant may run (at most MAX_SEEDS)."""
+    futility: bool = True
+    """Stop giving seeds to an undecided variant that no number of seeds up to max would
+    decide at 80% power, even with its data read one sigma in its favour (non-binding: the
+    error rates stay bounded). False: seeds until decided or max. Fixed for a study's life."""
 
     @field_validator("min", "max", mode="before")
     @classmethod

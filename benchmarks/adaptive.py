@@ -5,10 +5,18 @@ Each study is one `ablate run` in a fresh process, as a user runs it (Ray's star
 summary included, the same for both), into a new folder. Compared: total runs, wall time,
 and the verdict of every variant on macro Dice (analysis.metric) in each study's summary.
 Target (issue 13): at least 40% fewer runs, and no verdict reversed (better <-> worse).
+Adaptive seeds stop for futility by default (`protocol.seeds.futility`); `--no-futility`
+runs the literal rule (seeds until decided or max).
+
+Wall time: each adaptive round is one Ray Tune run whose trial processes start anew (and
+import torch again), so on the quickstart, whose runs last seconds, rounds can cost more
+time than the runs they save.
 
     python benchmarks/adaptive.py            # the fixed study alone is 40 runs: ~5-10 min
     python benchmarks/adaptive.py --fixed-split   # both with protocol.vary: {split: false}
-    python benchmarks/adaptive.py --quick    # 1 epoch at 32 px, seeds {min: 3, max: 4} vs 4
+    python benchmarks/adaptive.py --no-futility   # adaptive seeds without the futility stop
+    python benchmarks/adaptive.py --quick    # smoke test: 2 variants, 1 epoch at 32 px,
+                                             # seeds {min: 2, max: 3} vs 3
 """
 
 from __future__ import annotations
@@ -30,7 +38,9 @@ QUICK = {
     "baseline.model.widths": [4, 8],
     "data.synthetic.per_class": 4,
     "data.synthetic.size": 64,
+    "ablations": {"remove": ["norm"]},  # baseline and no-norm: 2 variants
 }
+QUICK_SEEDS = (2, 3)
 
 
 def run_study(grid: Path, out: Path) -> tuple[float, str]:
@@ -91,11 +101,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--fixed-split", action="store_true", help="protocol.vary: {split: false} in both"
     )
+    parser.add_argument(
+        "--no-futility", action="store_true", help="adaptive seeds with futility: false"
+    )
     args = parser.parse_args(argv)
-    low, high = (3, 4) if args.quick else (args.min_seeds, args.max_seeds)
+    low, high = QUICK_SEEDS if args.quick else (args.min_seeds, args.max_seeds)
+    futility = not args.no_futility
     split = ", split fixed" if args.fixed_split else ""
+    rule = "futility stop" if futility else "no futility stop"
     print(
-        machine_header(f"Adaptive seeds {{min: {low}, max: {high}}} vs {high} fixed seeds{split}")
+        machine_header(
+            f"Adaptive seeds {{min: {low}, max: {high}}} ({rule}) vs {high} fixed seeds{split}"
+        )
     )
     with tempfile.TemporaryDirectory(prefix="ablate-adaptive-") as scratch:
         folder = Path(scratch)
@@ -103,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.fixed_split:
             changes["protocol.vary"] = {"split": False}
         grids = {
-            "adaptive": {"protocol.seeds": {"min": low, "max": high}},
+            "adaptive": {"protocol.seeds": {"min": low, "max": high, "futility": futility}},
             "fixed": {"protocol.seeds": high},
         }
         seconds, outputs, verdicts, runs = {}, {}, {}, {}
@@ -118,7 +135,14 @@ def main(argv: list[str] | None = None) -> int:
         [[name, runs[name], seconds[name]] for name in ("fixed", "adaptive")],
     )
     rounds = [line for line in outputs["adaptive"].splitlines() if line.startswith("round ")]
-    print(f"\nadaptive rounds: {len(rounds)}")
+    futile = sorted(
+        {
+            line.strip().split(": ", 1)[0]
+            for line in outputs["adaptive"].splitlines()
+            if "stopped for futility" in line
+        }
+    )
+    print(f"\nadaptive rounds: {len(rounds)}; stopped for futility: {', '.join(futile) or 'none'}")
     for line in outputs["adaptive"].splitlines():
         if line.startswith(("round ", "  ", "adaptive seeds:")):
             print(f"    {line}")
@@ -145,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{TARGET_REDUCTION:.0%}); time {seconds['adaptive'] / seconds['fixed']:.2f}x; "
         f"verdicts: {agree}/{len(table)} agree, {reversed_} reversed"
     )
+    print(f"most_reduction={1 - low / high:.3f}")  # every variant stopping at min
+    print(f"reversed={reversed_}")
     print(f"run_reduction={reduction:.3f}")
     return 0
 

@@ -14,7 +14,10 @@ studies, with its Monte Carlo standard error sqrt(p (1 - p) / N).
    baseline).
 3. Adaptive seeds (min 3, max 10 and min 3, max 8) against a fixed max-seed study: verdict
    rates and mean seeds for true deltas 0, 1, 2, 3, 5 and 10 margins, for every registered
-   alpha-spending function, at r = 0.25 and with the split fixed (r = 0, rho = 0).
+   alpha-spending function without the futility stop, and for the default spending with
+   it (`protocol.seeds.futility`, the default: judged at the favourable one-sigma reading)
+   and with the futility rule judged at the observed mean and sd instead (the variant that
+   was not built: seeds_needed > max), at r = 0.25 and with the split fixed (r = 0, rho = 0).
 
     python benchmarks/calibration.py          # about 2-4 min on 2 cores
     python benchmarks/calibration.py --quick  # seconds
@@ -24,12 +27,13 @@ from __future__ import annotations
 
 import argparse
 import math
+from dataclasses import replace
 
 import numpy as np
 from _common import machine_header, print_table
 
 from ablate.report import inference as inf
-from ablate.report.sequential import SPENDING, SequentialSchedule
+from ablate.report.sequential import DEFAULT_SPENDING, SPENDING, SequentialSchedule
 
 RHO = 0.2
 ALPHA = 0.05
@@ -79,6 +83,57 @@ def verdict_rates(verdict: np.ndarray) -> list[str]:
     return [f"{np.mean(verdict == v):.3f}" for v in inf.VERDICTS]
 
 
+def observed_futile(
+    analysis: inf.FamilyAnalysis, schedule: SequentialSchedule, r: float
+) -> np.ndarray:
+    """The futility rule at the observed mean and sd (not built: it costs too much power):
+    inconclusive at a look and seeds_needed's power at max seeds, with its aim, below 80%."""
+    n = analysis.n
+    judged = (
+        (analysis.verdict == inf.INCONCLUSIVE)
+        & (n >= schedule.min_seeds)
+        & (n < schedule.max_seeds)
+        & inf.has_noise_estimate(analysis.mean, analysis.sd, n)
+        & ~analysis.zero_variance
+    )
+    mean, sd = np.where(judged, analysis.mean, 0.1), np.where(judged, analysis.sd, 0.01)
+    seeds = schedule.max_seeds
+    difference = inf.significance_power(mean, sd, seeds, r, ALPHA / n.shape[-1])
+    equivalence = inf.equivalence_power(mean, sd, seeds, r, MARGIN, ALPHA)
+    power = np.where(np.abs(mean) >= MARGIN, difference, equivalence)
+    return judged & (power < inf.TARGET_POWER)
+
+
+def replay_observed_futility(
+    x: np.ndarray, r: float, schedule: SequentialSchedule
+) -> tuple[np.ndarray, inf.FamilyAnalysis]:
+    """`inf.replay_adaptive` with `observed_futile` in place of the built futility rule."""
+    literal = replace(schedule, futility=False)
+    used = np.full(x.shape[:-1], schedule.min_seeds)
+    position = np.arange(x.shape[-1])
+    while True:
+        shown = np.where(position < used[..., None], x, np.nan)
+        analysis = inf.analyse_family(shown, r=r, schedule=literal)
+        more, _ = inf.needs_another_seed(analysis, used, literal, r=r)
+        more &= ~observed_futile(analysis, schedule, r)
+        if not more.any():
+            return used, analysis
+        used = used + more
+
+
+def design_row(label: str, used: np.ndarray, verdict: np.ndarray, low: int, high: int) -> list:
+    """Verdict rates, mean seeds, share stopped at min, share stopped early undecided."""
+    early = np.mean((verdict == inf.INCONCLUSIVE) & (used < high))
+    return [
+        "",
+        label,
+        *verdict_rates(verdict),
+        f"{used.mean():.2f}",
+        f"{np.mean(used == low):.3f}",
+        f"{early:.3f}",
+    ]
+
+
 def adaptive_rows(
     rng: np.random.Generator,
     n: int,
@@ -88,28 +143,34 @@ def adaptive_rows(
     sd: float,
     effects: list[float],
 ) -> list[list]:
-    """Verdict rates and mean seeds: fixed `high` seeds vs each spending function."""
+    """Verdict rates and mean seeds: fixed `high` seeds vs each spending function (no
+    futility), then the default spending with futility, and with futility at observed values."""
     r = rho / (1 - rho)
     rows = []
     for multiple in effects:
         x = inf.simulate_deltas(rng, (n, 1), high, delta=multiple * MARGIN, sd=sd, rho=rho)
         fixed = inf.analyse_family(x, r=r)
         rows.append(
-            [f"{multiple:g} m", f"fixed {high}", *verdict_rates(fixed.verdict), f"{high:.2f}", ""]
+            [
+                f"{multiple:g} m",
+                f"fixed {high}",
+                *verdict_rates(fixed.verdict),
+                f"{high:.2f}",
+                "",
+                "",
+            ]
         )
         for spending in SPENDING.names():
-            schedule = SequentialSchedule(low, high, spending)
+            schedule = SequentialSchedule(low, high, spending, futility=False)
             used, result = inf.replay_adaptive(x, r=r, schedule=schedule)
-            at_min = f"{np.mean(used == low):.3f}"
-            rows.append(
-                [
-                    "",
-                    f"{spending} {low}..{high}",
-                    *verdict_rates(result.verdict),
-                    f"{used.mean():.2f}",
-                    at_min,
-                ]
-            )
+            rows.append(design_row(f"{spending} {low}..{high}", used, result.verdict, low, high))
+        default = SequentialSchedule(low, high, DEFAULT_SPENDING)
+        used, result = inf.replay_adaptive(x, r=r, schedule=default)
+        rows.append(design_row(f"+ futility {low}..{high}", used, result.verdict, low, high))
+        used, result = replay_observed_futility(x, r, default)
+        rows.append(
+            design_row(f"+ futility, observed {low}..{high}", used, result.verdict, low, high)
+        )
     return rows
 
 
@@ -148,7 +209,14 @@ def main(argv: list[str] | None = None) -> int:
         other_rate_rows(rng, args.studies // 2, seeds),
     )
     effects = [0, 3] if args.quick else [0, 1, 2, 3, 5, 10]
-    headers = ["true delta", "design", *inf.VERDICTS, "mean seeds", "stopped at min"]
+    headers = [
+        "true delta",
+        "design",
+        *inf.VERDICTS,
+        "mean seeds",
+        "stopped at min",
+        "stopped undecided before max",
+    ]
     designs = [(3, 10, RHO, 0.015), (3, 8, RHO, 0.015), (3, 10, 0.0, 0.008)]
     for low, high, rho, sd in designs[:1] if args.quick else designs:
         print(

@@ -9,9 +9,13 @@ settings are analysed on top of the stored ones, and `analysis` (margin, alpha, 
 which only changes how the summary reads the runs.
 
 Adaptive seeds ({min, max}) grow by raising max. Their first look is at min, so min stays
-as it was (a lower min would add looks the study never took); a fixed number of seeds may
-become adaptive when its seeds are the adaptive study's first round (0..min-1); adaptive
-seeds never become fixed (the looks already taken would be forgotten).
+as it was (a lower min would add looks the study never took); `futility` stays as it was
+(the rounds are replayed from round 0 on the stored runs under one rule: under the other,
+the replay would not be the rounds that ran: variants stopped for futility would be owed
+seeds of rounds long past, or variants that ran on would have stored runs no round
+scheduled); a fixed number of seeds may become adaptive, with either futility setting, when
+its seeds are the adaptive study's first round (0..min-1); adaptive seeds never become fixed
+(the looks already taken would be forgotten).
 """
 
 from __future__ import annotations
@@ -89,6 +93,11 @@ def seed_problems(old: ProtocolConfig, new: ProtocolConfig) -> list[str]:
         return ["protocol.seeds (adaptive seeds made fixed: the looks taken would be lost)"]
     if old.is_adaptive and new.seeds.min != old.seeds.min:
         return [f"protocol.seeds.min ({old.seeds.min} -> {new.seeds.min}: the looks start there)"]
+    if old.is_adaptive and new.seeds.futility != old.seeds.futility:
+        return [
+            f"protocol.seeds.futility ({old.seeds.futility} -> {new.seeds.futility}: the rounds "
+            "run were decided with it, and the rounds are replayed from round 0 under one rule)"
+        ]
     if new.is_adaptive and not old.is_adaptive and old.max_seed_list() != new.min_seed_list():
         return [
             f"protocol.seeds (seeds {old.max_seed_list()} made adaptive: they must be the "

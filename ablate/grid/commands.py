@@ -89,9 +89,15 @@ def _seeds_note(grid: GridConfig) -> str:
     seeds = protocol.max_seed_list()
     if not protocol.is_adaptive:
         return f"seeds {', '.join(map(str, seeds))}"
+    futility = (
+        " and some seed count up to max could still decide it (futility)"
+        if protocol.seeds.futility
+        else ""
+    )
     return (
         f"adaptive: seeds 0..{len(seeds) - 1}; every variant runs {len(protocol.min_seed_list())}, "
         f"then one more per round while its macro {grid.analysis.metric} is inconclusive"
+        f"{futility}"
     )
 
 

@@ -46,7 +46,11 @@ class Design:
             0.2777777777777778
         """
         seeds = protocol.seeds
-        schedule = SequentialSchedule(seeds.min, seeds.max) if protocol.is_adaptive else None
+        schedule = (
+            SequentialSchedule(seeds.min, seeds.max, futility=seeds.futility)
+            if protocol.is_adaptive
+            else None
+        )
         r = correction_ratio(
             protocol.test_fraction, protocol.val_fraction, split_varies=protocol.vary.split
         )

@@ -38,6 +38,8 @@ VERDICTS = (BETTER, WORSE, EQUIVALENT, INCONCLUSIVE)
 DEFAULT_MARGIN = 0.01
 DEFAULT_ALPHA = 0.05
 TARGET_POWER = 0.8
+FUTILITY_CONFIDENCE = float(scipy_stats.norm.cdf(1.0))
+"""One-sided confidence (0.841, one sigma) of the favourable reading the futility rule uses."""
 # Deltas whose sd is below this share of max(1, max |d|) are "all equal": metrics live in
 # [0, 1] and the float noise of a difference of two scores is ~1e-16, while any real
 # seed-to-seed spread of a segmentation score is many orders of magnitude above 1e-9.
@@ -73,6 +75,13 @@ CONVENTIONS = (
     "the interval is the one at the last look at level 1 - alpha_J (simultaneous coverage "
     ">= 1 - alpha); equivalence is TOST at alpha_J of the last look. A fixed design is one "
     "look with alpha_J = alpha.",
+    "Futility (adaptive seeds with protocol.seeds.futility, the default): from its first look "
+    "on, an inconclusive variant gets no further seed when a fixed study of max seeds would "
+    "reach 80% power neither for a difference (level alpha / family size) nor for "
+    "equivalence, even with the data read one sigma in its favour: the mean delta moved "
+    "t_(0.841, J-1) standard errors toward each aim and the sd at its one-sided 84% lower "
+    "bound. Non-binding: it only withholds seeds, so the error rates above still hold; its "
+    "verdict stays inconclusive with its seeds_needed.",
     "seeds_needed: for an inconclusive cell, the fewest paired seeds J' > J at which a fixed "
     "study with the observed mean delta and variance would decide it with 80% power "
     "(difference at alpha / family size when |mean| >= m, else equivalence); 'never' when "
@@ -104,7 +113,7 @@ TABLE_COLUMNS = [
     "reason",
     "seeds_reason",
 ]
-ROUND_COLUMNS = ["variant", "n_seeds", "verdict", "decided", "needs_seed", "reason"]
+ROUND_COLUMNS = ["variant", "n_seeds", "verdict", "decided", "needs_seed", "futile", "reason"]
 
 
 def correction_ratio(
@@ -361,14 +370,111 @@ def analyse_family(
     )
 
 
-def needs_another_seed(
-    analysis: FamilyAnalysis, seeds_run: np.ndarray, schedule: SequentialSchedule
+def has_noise_estimate(mean: np.ndarray, sd: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Cells whose deltas estimate their noise: 2+ paired seeds, finite mean and sd, and an sd
+    above the zero-variance floor (what `seeds_needed` and the futility rule need)."""
+    mean, sd, n = (np.asarray(a) for a in (mean, sd, n))
+    with np.errstate(invalid="ignore"):
+        finite = np.isfinite(mean) & np.isfinite(sd)
+        return (n >= 2) & finite & (sd > ZERO_VARIANCE_RTOL * np.maximum(1.0, np.abs(mean)))
+
+
+def favourable_reading(
+    mean: np.ndarray, sd: np.ndarray, n: np.ndarray, r: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The data read one sigma in favour of a decision: (far, near, sd_low).
+
+    With nu = n - 1, se = sd sqrt(1/n + r) and gamma = Phi(1) = 0.841 (one-sided one-sigma
+    confidence): far = |mean| + t_(gamma, nu) se (the end of the mean's interval that makes
+    a difference easiest to show), near = max(|mean| - t_(gamma, nu) se, 0) (the end that
+    makes equivalence easiest), sd_low = sd sqrt(nu / chi2_(gamma, nu)) (the sd's lower
+    one-sigma bound: less noise makes both easier).
+    """
+    mean, sd, n = (np.asarray(a, dtype=float) for a in (mean, sd, n))
+    nu = n - 1
+    shift = scipy_stats.t.ppf(FUTILITY_CONFIDENCE, nu) * sd * np.sqrt(1.0 / n + r)
+    sd_low = sd * np.sqrt(nu / scipy_stats.chi2.ppf(FUTILITY_CONFIDENCE, nu))
+    return np.abs(mean) + shift, np.maximum(np.abs(mean) - shift, 0.0), sd_low
+
+
+def futile(
+    analysis: FamilyAnalysis,
+    schedule: SequentialSchedule,
+    *,
+    r: float,
+    margin: float = DEFAULT_MARGIN,
+    alpha: float = DEFAULT_ALPHA,
+    power: float = TARGET_POWER,
 ) -> np.ndarray:
-    """The adaptive rule: a variant gets another seed while it is inconclusive, or has not
-    reached its first look (fewer than min_seeds paired seeds), and has run fewer than
-    max_seeds seeds."""
+    """The futility rule: inconclusive cells at a look that no number of paired seeds up to
+    max_seeds would decide with `power`, even with the data read in their favour.
+
+    A cell is judged from its first look on (n >= min_seeds) while n < max_seeds, when its
+    deltas estimate their noise. With (far, near, sd_low) = `favourable_reading`, J' =
+    max_seeds and k the family size (the length of the last axis), it is futile when both
+
+        significance_power(far, sd_low, J', r, alpha / k) < power   (no difference) and
+        equivalence_power(near, sd_low, J', r, margin, alpha) < power   (no equivalence).
+
+    Why not the observed mean and sd themselves (`seeds_needed` > max_seeds): at the first
+    look they rest on min - 1 degrees of freedom (2 at min 3), and an sd drawn high or a
+    mean drawn low stops true effects: simulated at 3 margins (seed sd 0.015, r 0.25, min 3,
+    max 10) the power fell from 85% to 55%, and equivalence at a true 0 with the split
+    fixed from 89% to 36%. Read one sigma in favour and judged on both aims, the power to
+    find a difference is unchanged (0 to 10 margins) and equivalence loses 2-4 points
+    (benchmarks/calibration.py, tests/report/test_sequential.py).
+
+    Returns:
+        bool array of the cells' shape.
+    """
+    n = analysis.n
+    judged = (
+        (analysis.verdict == INCONCLUSIVE)
+        & (n >= schedule.min_seeds)
+        & (n < schedule.max_seeds)
+        & ~analysis.zero_variance
+        & has_noise_estimate(analysis.mean, analysis.sd, n)
+    )
+    stop = np.zeros(n.shape, dtype=bool)
+    if judged.any():
+        far, near, sd_low = favourable_reading(
+            analysis.mean[judged], analysis.sd[judged], n[judged], r
+        )
+        seeds = schedule.max_seeds
+        difference = significance_power(far, sd_low, seeds, r, alpha / n.shape[-1])
+        equivalence = equivalence_power(near, sd_low, seeds, r, margin, alpha)
+        stop[judged] = (difference < power) & (equivalence < power)
+    return stop
+
+
+def needs_another_seed(
+    analysis: FamilyAnalysis,
+    seeds_run: np.ndarray,
+    schedule: SequentialSchedule,
+    *,
+    r: float,
+    margin: float = DEFAULT_MARGIN,
+    alpha: float = DEFAULT_ALPHA,
+    power: float = TARGET_POWER,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The adaptive rule, after a round: which variants get another seed.
+
+    A variant gets another seed while it is inconclusive, or has not reached its first look
+    (fewer than min_seeds paired seeds), and has run fewer than max_seeds seeds; with
+    schedule.futility, not when it is `futile` (no J' up to max_seeds would decide it).
+    Futility is non-binding: it only withholds seeds, so the error rates of the looks stay
+    bounded as without it (the sequential p-value and TOST at alpha_J hold whatever stops).
+
+    Returns:
+        (more, stopped_for_futility): bool arrays of the cells' shape; a futile variant is
+        in the second and not in the first.
+    """
     undecided = (analysis.verdict == INCONCLUSIVE) | (analysis.n < schedule.min_seeds)
-    return undecided & (np.asarray(seeds_run) < schedule.max_seeds)
+    more = undecided & (np.asarray(seeds_run) < schedule.max_seeds)
+    stopped = np.zeros(more.shape, dtype=bool)
+    if schedule.futility:
+        stopped = more & futile(analysis, schedule, r=r, margin=margin, alpha=alpha, power=power)
+    return more & ~stopped, stopped
 
 
 def replay_adaptive(
@@ -383,8 +489,9 @@ def replay_adaptive(
     """What the adaptive rule would have run, given every seed's delta in advance.
 
     Starts every cell at min_seeds and adds one seed per round to the cells
-    `needs_another_seed` picks, re-analysing each family after every round, exactly as the
-    engine does between rounds (no failed runs here: every seed pairs).
+    `needs_another_seed` picks (futility included when schedule.futility), re-analysing
+    each family after every round, exactly as the engine does between rounds (no failed runs
+    here: every seed pairs).
 
     Args:
         x: (..., V, L) deltas in seed order, L >= max_seeds, no NaN in the first max_seeds.
@@ -402,7 +509,7 @@ def replay_adaptive(
         analysis = analyse_family(
             shown, r=r, margin=margin, alpha=alpha, schedule=schedule, sign=sign
         )
-        more = needs_another_seed(analysis, used, schedule)
+        more, _ = needs_another_seed(analysis, used, schedule, r=r, margin=margin, alpha=alpha)
         if not more.any():
             return used, analysis
         used = used + more
@@ -413,11 +520,12 @@ def significance_power(
 ) -> np.ndarray:
     """Exact power of the two-sided corrected t at `level` to find `effect` (its own sign).
 
-    With se(J) = sd sqrt(1/J + r), T = mean / se_hat follows a noncentral t with J - 1
-    degrees of freedom and noncentrality |effect| / se(J): power = P(T > t_(1-level/2, J-1)).
+    effect, sd and seeds broadcast (one cell at many J, or many cells at one J). With
+    se(J) = sd sqrt(1/J + r), T = mean / se_hat follows a noncentral t with J - 1 degrees of
+    freedom and noncentrality |effect| / se(J): power = P(T > t_(1-level/2, J-1)).
     """
     seeds = np.asarray(seeds, dtype=float)
-    noncentrality = abs(effect) / (sd * np.sqrt(1.0 / seeds + r))
+    noncentrality = np.abs(effect) / (np.asarray(sd) * np.sqrt(1.0 / seeds + r))
     critical = scipy_stats.t.isf(level / 2, seeds - 1)
     return scipy_stats.nct.sf(critical, seeds - 1, noncentrality)
 
@@ -435,9 +543,14 @@ def equivalence_power(
                      - Phi((-m - effect + c se V/sqrt nu) / se)]^+,
 
     the integral Owen's Q computes, here by 128-point Gauss-Legendre over V (between its
-    1e-12 quantiles, stopping where the bracket reaches 0).
+    1e-12 quantiles, stopping where the bracket reaches 0). effect, sd and seeds broadcast;
+    the result has their shape (at least 1-D).
     """
-    seeds = np.atleast_1d(np.asarray(seeds, dtype=float))
+    effect, sd, seeds = np.broadcast_arrays(
+        np.asarray(effect, dtype=float), np.asarray(sd, dtype=float), np.asarray(seeds, float)
+    )
+    shape = np.atleast_1d(seeds).shape
+    effect, sd, seeds = (np.ravel(a) for a in (effect, sd, seeds))
     nu = seeds - 1
     se = sd * np.sqrt(1.0 / seeds + r)
     # scipy.special rather than scipy.stats: the same functions without the per-call
@@ -449,15 +562,15 @@ def equivalence_power(
     width = np.maximum(upper - lower, 0.0)
     v = lower[:, None] + (_NODES[None, :] + 1.0) / 2.0 * width[:, None]  # (J, nodes)
     half = (critical / np.sqrt(nu))[:, None] * v  # c V / sqrt(nu): se_hat in units of se
-    bracket = special.ndtr((margin - effect) / se[:, None] - half) - special.ndtr(
-        (-margin - effect) / se[:, None] + half
+    bracket = special.ndtr((margin - effect[:, None]) / se[:, None] - half) - special.ndtr(
+        (-margin - effect[:, None]) / se[:, None] + half
     )
     k = nu[:, None]
     with np.errstate(divide="ignore"):
         log_density = (k - 1) * np.log(v) - v * v / 2 - (k / 2 - 1) * np.log(2.0)
     density = np.exp(log_density - special.gammaln(k / 2))  # chi_nu density
     integral = (np.maximum(bracket, 0.0) * density * _WEIGHTS[None, :]).sum(axis=1) * width / 2
-    return np.clip(integral, 0.0, 1.0)
+    return np.clip(integral, 0.0, 1.0).reshape(shape)
 
 
 def _power_limit(
@@ -543,7 +656,7 @@ def seeds_needed(
     """
     if n_seeds < 2 or not (np.isfinite(mean) and np.isfinite(sd)):
         return SeedsNeeded(None, "", ONE_SEED)
-    if sd <= ZERO_VARIANCE_RTOL * max(1.0, abs(mean)):
+    if not has_noise_estimate(mean, sd, n_seeds):
         return SeedsNeeded(None, "", NO_NOISE_ESTIMATE)
     aim = "difference" if abs(mean) >= margin else "equivalence"
     level = alpha / max(family_size, 1) if aim == "difference" else alpha
@@ -809,8 +922,10 @@ def next_round(
 
     Returns:
         DataFrame with ROUND_COLUMNS: n_seeds (paired), verdict, decided (bool), needs_seed
-        (bool), reason (one line, e.g. "inconclusive: the 92.9% interval [-0.0120, +0.0200]
-        crosses the margin ±0.01 ...; another seed").
+        (bool), futile (bool: stopped by the futility rule, `needs_another_seed`), reason
+        (one line, e.g. "inconclusive: the 92.9% interval [-0.0120, +0.0200] crosses the
+        margin ±0.01 ...; another seed", or "...; stopped for futility: no number of seeds up
+        to max=8 would decide it at 80% power, ... (seeds needed: never)").
     """
     _check_parameters(r, margin, alpha)
     paired = _clean_paired(paired, ["variant"])
@@ -826,8 +941,9 @@ def next_round(
     run = np.array(
         [(seeds_run or {}).get(name, n) for name, n in zip(names, result.n, strict=True)]
     )
-    more = needs_another_seed(result, run, schedule)
+    more, stopped = needs_another_seed(result, run, schedule, r=r, margin=margin, alpha=alpha)
     verdict = np.where(result.n < schedule.min_seeds, INCONCLUSIVE, result.verdict)
+    look = _Look(result, schedule, r, margin, alpha)
     rows = []
     for i, name in enumerate(names):
         rows.append(
@@ -837,42 +953,67 @@ def next_round(
                 "verdict": verdict[i],
                 "decided": verdict[i] != INCONCLUSIVE,
                 "needs_seed": bool(more[i]),
-                "reason": _round_reason(
-                    result, i, verdict[i], more[i], run[i], schedule, alpha, margin
-                ),
+                "futile": bool(stopped[i]),
+                "reason": look.reason(i, verdict[i], bool(more[i]), bool(stopped[i]), run[i]),
             }
         )
     return pd.DataFrame(rows, columns=ROUND_COLUMNS)
 
 
-def _round_reason(
-    result: FamilyAnalysis,
-    i: int,
-    verdict: str,
-    more: bool,
-    run: int,
-    schedule: SequentialSchedule,
-    alpha: float,
-    margin: float,
-) -> str:
-    """One progress line for variant i of a round."""
-    n = int(result.n[i])
-    if n < schedule.min_seeds:
-        why = f"{n} paired seeds, the first look is at {schedule.min_seeds}"
-    else:
-        row = {
-            "verdict": verdict,
-            "n_seeds": n,
-            "p_value": result.p_value[i],
-            "p_holm": result.p_holm[i],
-            "decided_at": result.decided_at[i],
-            "alpha_look": result.alpha_look[i],
-            "eq_low": result.eq_low[i],
-            "eq_high": result.eq_high[i],
-        }
-        why = verdict_reason(row, alpha, margin)
-    if more:
-        return f"{why}; another seed"
-    if verdict == INCONCLUSIVE:
-        return f"{why}; stopped at max_seeds={schedule.max_seeds} ({run} run)"
-    return why
+@dataclass(frozen=True)
+class _Look:
+    """A round's analysis and design, for its progress lines."""
+
+    result: FamilyAnalysis
+    schedule: SequentialSchedule
+    r: float
+    margin: float
+    alpha: float
+
+    def reason(self, i: int, verdict: str, more: bool, futile_stop: bool, run: int) -> str:
+        """One progress line for variant i: its verdict so far and what happens next, why."""
+        result, schedule = self.result, self.schedule
+        n = int(result.n[i])
+        if n < schedule.min_seeds:
+            why = f"{n} paired seeds, the first look is at {schedule.min_seeds}"
+        else:
+            row = {
+                "verdict": verdict,
+                "n_seeds": n,
+                "p_value": result.p_value[i],
+                "p_holm": result.p_holm[i],
+                "decided_at": result.decided_at[i],
+                "alpha_look": result.alpha_look[i],
+                "eq_low": result.eq_low[i],
+                "eq_high": result.eq_high[i],
+            }
+            why = verdict_reason(row, self.alpha, self.margin)
+        if more:
+            return f"{why}; another seed"
+        if futile_stop:
+            return f"{why}; {self.futility_reason(i)}"
+        if verdict == INCONCLUSIVE:
+            return f"{why}; stopped at max_seeds={schedule.max_seeds} ({run} run)"
+        return why
+
+    def futility_reason(self, i: int) -> str:
+        """Why variant i stops for futility, with its seeds_needed at the observed values."""
+        result = self.result
+        needed = seeds_needed(
+            float(result.mean[i]),
+            float(result.sd[i]),
+            int(result.n[i]),
+            r=self.r,
+            margin=self.margin,
+            alpha=self.alpha,
+            family_size=result.n.shape[-1],
+        )
+        if needed.seeds is not None:
+            count = str(needed.seeds)
+        else:
+            count = "never" if needed.reason.startswith("never") else f"more than {MAX_SEEDS}"
+        return (
+            f"stopped for futility: no number of seeds up to max={self.schedule.max_seeds} "
+            f"would decide it at {TARGET_POWER:.0%} power, even with the data read one sigma "
+            f"in its favour (seeds needed: {count})"
+        )

@@ -61,7 +61,11 @@ def _seeds_text(protocol: ProtocolConfig) -> str:
     seeds = protocol.max_seed_list()
     if not protocol.is_adaptive:
         return ", ".join(map(str, seeds))
-    return f"adaptive: {protocol.seeds.min} to {protocol.seeds.max} (seeds 0..{len(seeds) - 1})"
+    futility = "futility stop" if protocol.seeds.futility else "no futility stop"
+    return (
+        f"adaptive: {protocol.seeds.min} to {protocol.seeds.max} (seeds 0..{len(seeds) - 1}, "
+        f"{futility})"
+    )
 
 
 def _vary_text(protocol: ProtocolConfig) -> str:

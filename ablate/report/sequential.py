@@ -87,6 +87,9 @@ class SequentialSchedule:
         min_seeds: seeds every variant runs before the first look (>= 2).
         max_seeds: the last look; a variant still inconclusive there stops (<= 1,000).
         spending: name in `SPENDING`.
+        futility: stop giving seeds to an inconclusive variant that no number of seeds up to
+            max_seeds would decide at 80% power (`inference.futile`); False: seeds until
+            decided or max_seeds.
 
     Example:
         >>> schedule = SequentialSchedule(3, 10)
@@ -97,6 +100,7 @@ class SequentialSchedule:
     min_seeds: int
     max_seeds: int
     spending: str = DEFAULT_SPENDING
+    futility: bool = True
 
     def __post_init__(self) -> None:
         if not 2 <= self.min_seeds <= self.max_seeds <= MAX_SEEDS:

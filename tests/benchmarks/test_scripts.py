@@ -22,6 +22,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 def run_script(name: str, *extra: str, timeout: int = 300) -> tuple[str, str]:
     """(name, value) of the last line of `benchmarks/<name>.py --quick`."""
+    last = run_script_lines(name, *extra, timeout=timeout)[-1]
+    key, separator, value = last.partition("=")
+    assert separator, f"last line is not name=value: {last!r}"
+    return key, value
+
+
+def run_script_lines(name: str, *extra: str, timeout: int = 300) -> list[str]:
+    """The stdout lines of `benchmarks/<name>.py --quick` (exit code 0 asserted)."""
     done = subprocess.run(
         [sys.executable, str(REPO / "benchmarks" / f"{name}.py"), "--quick", *extra],
         capture_output=True,
@@ -31,10 +39,7 @@ def run_script(name: str, *extra: str, timeout: int = 300) -> tuple[str, str]:
         env={**os.environ, "PYTHONHASHSEED": "0"},
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    last = done.stdout.strip().splitlines()[-1]
-    key, separator, value = last.partition("=")
-    assert separator, f"last line is not name=value: {last!r}"
-    return key, value
+    return done.stdout.strip().splitlines()
 
 
 def assert_positive(value: str) -> None:
@@ -130,7 +135,12 @@ def test_ray_overhead_script_prints_both_numbers() -> None:
 @pytest.mark.slow
 @pytest.mark.ray
 def test_adaptive_script_compares_both_studies() -> None:
-    """Two tiny studies (4 fixed seeds and {min: 3, max: 4}), each an `ablate run`."""
-    key, value = run_script("adaptive", timeout=600)
-    assert key == "run_reduction"
-    assert 0.0 <= float(value) < 1.0  # adaptive never runs more than the fixed study
+    """Two tiny studies of 2 variants (3 fixed seeds and {min: 2, max: 3}), each an `ablate
+    run`: the adaptive one runs between every variant's min and max seeds (a reduction in
+    0..1 - 2/3), and no verdict is reversed."""
+    lines = run_script_lines("adaptive", timeout=600)
+    values = dict(line.partition("=")[::2] for line in lines[-3:])
+    assert list(values) == ["most_reduction", "reversed", "run_reduction"]
+    assert float(values["most_reduction"]) == pytest.approx(1 / 3, abs=1e-3)
+    assert 0.0 <= float(values["run_reduction"]) <= float(values["most_reduction"])
+    assert values["reversed"] == "0"

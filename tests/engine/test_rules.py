@@ -73,8 +73,13 @@ ADAPTIVE = {"seeds": {"min": 3, "max": 6}}
         (ADAPTIVE, {"seeds": {"min": 3, "max": 10}}),  # raising max grows the study
         ({"seeds": 3}, ADAPTIVE),  # three fixed seeds are the adaptive study's first round
         ({"seeds": [0, 1, 2]}, ADAPTIVE),
+        ({"seeds": 3}, {"seeds": {"min": 3, "max": 6, "futility": False}}),
+        (
+            {"seeds": {"min": 3, "max": 6, "futility": False}},
+            {"seeds": {"min": 3, "max": 9, "futility": False}},
+        ),
     ],
-    ids=["raise-max", "count-to-adaptive", "list-to-adaptive"],
+    ids=["raise-max", "count-to-adaptive", "list-to-adaptive", "to-literal", "raise-max-literal"],
 )
 def test_adaptive_seeds_grow_by_their_max(before: dict, after: dict) -> None:
     old, new = _grid(protocol=before), _grid(protocol=after)
@@ -88,11 +93,31 @@ def test_adaptive_seeds_grow_by_their_max(before: dict, after: dict) -> None:
         (ADAPTIVE, {"seeds": {"min": 2, "max": 6}}, "protocol.seeds.min (3 -> 2"),
         (ADAPTIVE, {"seeds": {"min": 4, "max": 6}}, "protocol.seeds.min (3 -> 4"),
         (ADAPTIVE, {"seeds": 6}, "adaptive seeds made fixed"),
+        (
+            ADAPTIVE,
+            {"seeds": {"min": 3, "max": 6, "futility": False}},
+            "protocol.seeds.futility (True -> False",
+        ),
+        (
+            {"seeds": {"min": 3, "max": 6, "futility": False}},
+            {"seeds": {"min": 3, "max": 8}},
+            "protocol.seeds.futility (False -> True",
+        ),
         ({"seeds": 5}, ADAPTIVE, "must be the first round, seeds 0..2"),
         ({"seeds": 2}, {"seeds": 2, "vary": {"split": False}}, "protocol.vary.split"),
         ({"seeds": 2}, {"seeds": 2, "vary": {"init": False}}, "protocol.vary.init"),
     ],
-    ids=["lower-max", "lower-min", "raise-min", "make-fixed", "fixed-not-a-round", "vary", "init"],
+    ids=[
+        "lower-max",
+        "lower-min",
+        "raise-min",
+        "make-fixed",
+        "futility-off",
+        "futility-on",
+        "fixed-not-a-round",
+        "vary",
+        "init",
+    ],
 )
 def test_seed_and_vary_changes_that_would_mix_studies_are_refused(
     before: dict, after: dict, named: str

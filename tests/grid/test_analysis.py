@@ -37,10 +37,17 @@ SEEDS = [
     ("min-text", "{min: '3', max: 5}", "protocol.seeds.min (line 5)", "whole number"),
     ("max-missing", "{min: 3}", "protocol.seeds.max", "required, but missing"),
     (
+        "futility-text",
+        "{min: 3, max: 5, futility: sometimes}",
+        "protocol.seeds.futility (line 5)",
+        "boolean",
+    ),
+    ("futility-null", "{min: 3, max: 5, futility: null}", "protocol.seeds.futility", "boolean"),
+    (
         "unknown-key",
         "{min: 3, max: 5, mx: 6}",
         "protocol.seeds.mx (line 5)",
-        "valid keys here: min, max",
+        "valid keys here: min, max, futility",
     ),
 ]
 VARY = [
@@ -123,11 +130,15 @@ def test_adaptive_seeds_and_the_new_sections_load_and_round_trip(
     grid = load_grid(write_grid(text))
     protocol = grid.protocol
     assert protocol.is_adaptive and protocol.seeds.min == 3 and protocol.seeds.max == 8
+    assert protocol.seeds.futility  # the default
     assert protocol.min_seed_list() == [0, 1, 2] and protocol.max_seed_list() == list(range(8))
     assert protocol.vary == VaryConfig(split=False) and protocol.first_seed == 0
     assert grid.analysis == AnalysisConfig(metric="iou", margin=0.02, alpha=0.1)
     assert runs_range(grid) == (6, 16) and runs_count(grid) == 16
     assert load_grid(write_grid(dump_grid(grid), name="dumped.yaml")) == grid
+    literal = load_grid(write_grid(text.replace("max: 8}", "max: 8, futility: false}")))
+    assert literal.protocol.seeds.futility is False
+    assert load_grid(write_grid(dump_grid(literal), name="literal.yaml")) == literal
 
 
 def test_first_seed_of_a_list_is_what_fixed_sources_keep(

@@ -137,13 +137,46 @@ def test_a_failed_run_counts_as_run_and_its_variant_gets_more_seeds() -> None:
     assert ("big", 1) in finished and len(finished) == len(set(plans[-1].pairs()))
 
 
-def test_every_variant_stops_at_max() -> None:
-    truth = {key: 0.0 + 0.05 * ((key[1] * 7919) % 5 - 2) for key in all_deltas()}  # noisy null
-    _, plans = run_to_the_end(truth, design(max_seeds=5))
+def noisy_null() -> dict[tuple[str, int], float]:
+    """Deltas of 0 on average with a spread of 0.07: no seed count up to 8 decides them."""
+    return {key: 0.0 + 0.05 * ((key[1] * 7919) % 5 - 2) for key in all_deltas()}
+
+
+def test_every_variant_stops_at_max_without_futility() -> None:
+    seeds = {"min": 3, "max": 5, "futility": False}
+    d = Design.of(ProtocolConfig(seeds=seeds), AnalysisConfig())
+    _, plans = run_to_the_end(noisy_null(), d)
     assert all(len(seeds) <= 5 for seeds in plans[-1].scheduled.values())
     assert plans[-1].scheduled["baseline"] == [0, 1, 2, 3, 4]
     stopped = plans[-1].decisions
     assert stopped["reason"].str.contains("stopped at max_seeds=5").any()
+    assert not stopped["futile"].any()
+
+
+def test_futility_stops_what_no_seed_count_up_to_max_decides() -> None:
+    """The same noisy null with futility (the default): every variant stops at min, its
+    reason says why, and the baseline runs no seed beyond."""
+    _, plans = run_to_the_end(noisy_null(), design(max_seeds=5))
+    final = plans[-1]
+    assert final.number == 0 and final.done
+    assert final.scheduled == {v: [0, 1, 2] for v in VARIANTS}
+    decisions = final.decisions.set_index("variant")
+    assert decisions["futile"].all() and not decisions["needs_seed"].any()
+    assert (decisions["verdict"] == inf.INCONCLUSIVE).all()
+    assert (
+        decisions["reason"]
+        .str.contains(
+            "stopped for futility: no number of seeds up to max=5 would decide it at 80% power"
+        )
+        .all()
+    )
+    assert decisions["reason"].str.endswith("(seeds needed: never)").all()
+
+
+def test_the_design_carries_the_futility_setting() -> None:
+    assert design().schedule.futility is True
+    off = ProtocolConfig(seeds={"min": 3, "max": 8, "futility": False})
+    assert Design.of(off, AnalysisConfig()).schedule.futility is False
 
 
 def test_a_fixed_design_has_no_rounds() -> None:

@@ -18,7 +18,9 @@ from ablate.report import inference
 from ablate.report.commands import summarize_command
 from ablate.report.design import Design
 from ablate.report.latex import deltas_latex
+from ablate.report.load import load_study, study_rounds
 from ablate.report.sequential import SequentialSchedule
+from ablate.store import StudyDir
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 R = 0.2 / (0.8 * 0.9)
@@ -171,10 +173,11 @@ def test_headline_metric_defaults_to_analysis_metric(study_factory) -> None:
 
 
 def test_adaptive_study_summary_uses_the_schedule_and_expects_the_rounds(study_factory) -> None:
-    """seeds {min: 3, max: 4}: no-skip is decided at its first look, so its seed 3 was never
-    scheduled; wider was not, so its missing seed 3 is a missing run."""
+    """seeds {min: 3, max: 4, futility: false}: no-skip is decided at its first look, so its
+    seed 3 was never scheduled; wider was not, so its missing seed 3 is a missing run."""
     study = study_factory(
-        protocol={"seeds": {"min": 3, "max": 4}}, skip={("no-skip", 3), ("wider", 3)}
+        protocol={"seeds": {"min": 3, "max": 4, "futility": False}},
+        skip={("no-skip", 3), ("wider", 3)},
     )
     summary = _summarize(study)
     page = (summary / "report.html").read_text()
@@ -191,6 +194,32 @@ def test_adaptive_study_summary_uses_the_schedule_and_expects_the_rounds(study_f
     text = (summary / "deltas_dice.md").read_text()
     assert f"the {100 * (1 - alphas[0]):.3g}% interval" in text
     assert "adaptive seeds 3..4" in (summary / "verdicts.md").read_text()
+
+
+def test_a_variant_stopped_for_futility_is_not_missing_its_next_seed(study_factory) -> None:
+    """The same study with futility (the default): wider, noisy around a small gain, is
+    stopped at its first look, so its seed 3 is not expected; its verdict stays inconclusive
+    with its seeds_needed, as the round's decision says."""
+    study = study_factory(
+        protocol={"seeds": {"min": 3, "max": 4}}, skip={("no-skip", 3), ("wider", 3)}
+    )
+    summary = _summarize(study)
+    page = (summary / "report.html").read_text()
+    assert "missing: wider seed 3" not in page and "missing: no-skip seed 3" not in page
+    assert "futility stop" in page  # the protocol section names the rule
+    results = load_study(StudyDir.open(study))
+    assert ("wider", 3) not in results.expected.pairs()
+    grid = results.grid
+    rounds = study_rounds(StudyDir.open(study).results(), grid, results.expected.variants)
+    decision = rounds.decisions.set_index("variant").loc["wider"]
+    assert decision["futile"] and "stopped for futility" in decision["reason"]
+    wider = (
+        _deltas(summary)
+        .set_index(["variant", "category", "metric"])
+        .loc[("wider", "macro", "dice")]
+    )
+    assert wider["verdict"] == "inconclusive" and wider["n_seeds"] == 3
+    assert pd.isna(wider["seeds_needed"]) or wider["seeds_needed"] > 4
 
 
 def test_adaptive_rows_at_different_looks_get_a_level_column(study_factory) -> None:
