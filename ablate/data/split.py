@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,6 +69,24 @@ def split_indices(
         parts["val"].append(members[n_test : n_test + n_val])
         parts["train"].append(members[n_test + n_val :])
     return Split(**{name: _sorted(chunks) for name, chunks in parts.items()})
+
+
+def split_sizes(
+    category_counts: Iterable[int], test_fraction: float, val_fraction: float
+) -> tuple[int, int, int]:
+    """(n_train, n_val, n_test) of `split_indices` over categories of these sizes: the same
+    for every seed, since each category's shares are rounded the same way whatever the seed.
+
+    Example:
+        >>> split_sizes([24] * 6, test_fraction=0.2, val_fraction=0.1)  # 5 test, 2 val each
+        (102, 12, 30)
+    """
+    n_train = n_val = n_test = 0
+    for count in category_counts:
+        test = _share(count, test_fraction, minimum=1)
+        val = _share(count - test, val_fraction, minimum=1)
+        n_train, n_val, n_test = n_train + count - test - val, n_val + val, n_test + test
+    return n_train, n_val, n_test
 
 
 def _sorted(chunks: list[np.ndarray]) -> np.ndarray:

@@ -20,8 +20,7 @@ from ablate.report.rounds import RoundPlan
 
 def current_round(prepared: PreparedStudy) -> RoundPlan:
     """Where the adaptive study stands now, from its stored runs."""
-    store = prepared.study.results(prepared.grid.study)
-    return study_rounds(store, prepared.grid, prepared.variant_names)
+    return study_rounds(prepared.study, prepared.grid, prepared.variant_names)
 
 
 def round_lines(plan: RoundPlan) -> list[str]:

@@ -72,9 +72,13 @@ CONVENTIONS = (
     "(half of alpha kept for the last look), t = I(J) / I(max) with I(J) = 1 / (1/J + r); "
     "the sum over looks is alpha, which bounds the error rate under any dependence between "
     "looks. p_value is the sequential p* = min over the looks taken of p_J alpha / alpha_J; "
-    "the interval is the one at the last look at level 1 - alpha_J (simultaneous coverage "
-    ">= 1 - alpha); equivalence is TOST at alpha_J of the last look. A fixed design is one "
-    "look with alpha_J = alpha.",
+    "better / worse take the sign of the mean delta at the look giving p* (decided_at). The "
+    "interval is a repeated confidence interval at level 1 - alpha (Jennison & Turnbull "
+    "2000): the intersection of the looks' 1 - alpha_J intervals, which all cover at once "
+    "with probability >= 1 - alpha whatever decided when to stop; it excludes 0 exactly when "
+    "a look rejected (where the looks' intervals do not overlap, the deciding look's stands "
+    "in). Equivalence is TOST at alpha_J of the last look. A fixed design is one look with "
+    "alpha_J = alpha.",
     "Futility (adaptive seeds with protocol.seeds.futility, the default): from its first look "
     "on, an inconclusive variant gets no further seed when a fixed study of max seeds would "
     "reach 80% power neither for a difference (level alpha / family size) nor for "
@@ -247,12 +251,13 @@ class FamilyAnalysis:
     zero_variance: np.ndarray
     p_value: np.ndarray  # sequential p* (the plain p of the one look in a fixed design)
     p_holm: np.ndarray
-    ci_low: np.ndarray  # interval at the last look, level 1 - alpha_look
+    ci_low: np.ndarray  # repeated confidence interval, level 1 - alpha (`_looks`)
     ci_high: np.ndarray
     alpha_look: np.ndarray  # alpha of the last look (alpha in a fixed design)
     eq_low: np.ndarray  # TOST interval at the last look, level 1 - 2 alpha_look
     eq_high: np.ndarray
     decided_at: np.ndarray  # seeds at the look that gave p* (0: none)
+    decided_mean: np.ndarray  # mean delta at that look (NaN: none)
     verdict: np.ndarray
 
 
@@ -289,31 +294,68 @@ def _look_alpha(
     return schedule.alpha_at(seeds, r, alpha)
 
 
-def _sequential_p(
+@dataclass(frozen=True)
+class _Looks:
+    """What the looks a cell took say together (arrays of the cells' shape)."""
+
+    p_star: np.ndarray  # min over looks of p_J alpha / alpha_J, capped at 1; NaN: no test
+    at: np.ndarray  # seeds at the look giving p* (0: none)
+    mean_at: np.ndarray  # mean delta at that look
+    ci_low: np.ndarray  # repeated confidence interval at level 1 - alpha
+    ci_high: np.ndarray
+
+
+def _looks(
     x: np.ndarray, n: np.ndarray, r: float, alpha: float, schedule: SequentialSchedule | None
-) -> tuple[np.ndarray, np.ndarray]:
-    """(p*, seeds at the look giving p*) over the looks each cell took: prefixes of its seeds.
+) -> _Looks:
+    """p*, the look giving it and the repeated confidence interval, over the looks each cell
+    took: prefixes of its seeds.
 
     A fixed design takes one look, at n. A schedule's cells took min_seeds..n (or n alone
-    when failed runs left fewer than min_seeds).
+    when failed runs left fewer than min_seeds). Look J's interval has level 1 - alpha_J; by
+    the union bound all of them cover the true delta at once with probability >= 1 - alpha,
+    whatever rule chose when to stop (Jennison & Turnbull 2000, ch. 9, repeated confidence
+    intervals), so their intersection does too. The intersection excludes 0 exactly when
+    some look rejected (p* < alpha before Holm), on that look's side: the interval and the
+    verdict cannot disagree. Where the looks' intervals do not overlap (the data changed
+    between rounds; probability <= alpha), the interval of the look giving p* stands in.
     """
     first = n if schedule is None else schedule.first_look(n)
     best = np.full(n.shape, np.inf)
     at = np.zeros(n.shape, dtype=int)
+    mean_at, at_low, at_high = (np.full(n.shape, np.nan) for _ in range(3))
+    low, high = np.full(n.shape, -np.inf), np.full(n.shape, np.inf)
     testable = n >= 2
-    if not testable.any():
-        return np.full(n.shape, np.nan), at
-    for seeds in range(max(2, int(first[testable].min())), int(n.max()) + 1):
+    seed_counts = (
+        range(max(2, int(first[testable].min())), int(n.max()) + 1) if testable.any() else []
+    )
+    for seeds in seed_counts:
         taken = testable & (first <= seeds) & (seeds <= n)
         if not taken.any():
             continue
         look = corrected_t(x[..., :seeds], r)
+        alpha_j = _look_alpha(np.asarray(seeds), schedule, r, alpha)
+        half = scipy_stats.t.isf(alpha_j / 2, seeds - 1) * look.se
         with np.errstate(invalid="ignore", divide="ignore"):
-            scaled = look.p_value * alpha / _look_alpha(np.asarray(seeds), schedule, r, alpha)
+            scaled = look.p_value * alpha / alpha_j
+        has_interval = taken & np.isfinite(half)
+        low = np.where(has_interval, np.fmax(low, look.mean - half), low)
+        high = np.where(has_interval, np.fmin(high, look.mean + half), high)
         improves = taken & (scaled < best)  # NaN (zero variance) never improves
         best = np.where(improves, scaled, best)
         at = np.where(improves, seeds, at)
-    return np.where(np.isinf(best), np.nan, np.minimum(best, 1.0)), at
+        mean_at = np.where(improves, look.mean, mean_at)
+        at_low = np.where(improves, look.mean - half, at_low)
+        at_high = np.where(improves, look.mean + half, at_high)
+    no_interval = ~np.isfinite(low) | ~np.isfinite(high)
+    disjoint = ~no_interval & (low > high)
+    return _Looks(
+        p_star=np.where(np.isinf(best), np.nan, np.minimum(best, 1.0)),
+        at=at,
+        mean_at=mean_at,
+        ci_low=np.where(no_interval, np.nan, np.where(disjoint, at_low, low)),
+        ci_high=np.where(no_interval, np.nan, np.where(disjoint, at_high, high)),
+    )
 
 
 def analyse_family(
@@ -343,16 +385,18 @@ def analyse_family(
     """
     x = np.asarray(x, dtype=float)
     last = corrected_t(x, r)
-    p_star, at = _sequential_p(x, last.n, r, alpha, schedule)
+    looks = _looks(x, last.n, r, alpha, schedule)
     # every variant of the family counts, tested or not (p = 1), so the family's size never
     # depends on which runs failed and a decided variant stays decided in later rounds
+    p_star = looks.p_star
     p_holm = np.where(np.isnan(p_star), np.nan, holm_last_axis(np.nan_to_num(p_star, nan=1.0)))
     alpha_look = _look_alpha(np.maximum(last.n, 2), schedule, r, alpha)
     df = np.maximum(last.n - 1, 1)
-    ci_half = scipy_stats.t.isf(alpha_look / 2, df) * last.se
     eq_half = scipy_stats.t.isf(alpha_look, df) * last.se
     eq_low, eq_high = last.mean - eq_half, last.mean + eq_half
-    verdict = verdicts(last.mean, eq_low, eq_high, p_holm, margin, alpha, sign)
+    # the direction is the one of the look that decided: a later look's mean may have moved
+    verdict = verdicts(looks.mean_at, eq_low, eq_high, p_holm, margin, alpha, sign)
+    decided = np.isin(verdict, [BETTER, WORSE])
     return FamilyAnalysis(
         n=last.n,
         mean=last.mean,
@@ -360,12 +404,13 @@ def analyse_family(
         zero_variance=last.zero_variance,
         p_value=p_star,
         p_holm=p_holm,
-        ci_low=last.mean - ci_half,
-        ci_high=last.mean + ci_half,
+        ci_low=looks.ci_low,
+        ci_high=looks.ci_high,
         alpha_look=alpha_look,
         eq_low=eq_low,
         eq_high=eq_high,
-        decided_at=np.where(np.isin(verdict, [BETTER, WORSE]), at, 0),
+        decided_at=np.where(decided, looks.at, 0),
+        decided_mean=np.where(decided, looks.mean_at, np.nan),
         verdict=verdict,
     )
 
@@ -695,10 +740,12 @@ def verdict_reason(row: Mapping[str, object], alpha: float, margin: float) -> st
     """One line saying why a cell got its verdict (keys as in TABLE_COLUMNS)."""
     verdict, n = row["verdict"], int(row["n_seeds"])
     if verdict in (BETTER, WORSE):
-        return (
-            f"{verdict}: Holm-adjusted p {row['p_holm']:.3g} < {alpha:g} "
-            f"(at {int(row['decided_at'])} paired seeds)"
-        )
+        at = int(row["decided_at"])
+        then = ""
+        if at < n and np.isfinite(row.get("decided_mean", np.nan)):
+            then = f", where the mean delta was {row['decided_mean']:+.4f}"
+        significant = f"Holm-adjusted p {row['p_holm']:.3g} < {alpha:g}"
+        return f"{verdict}: {significant} (at {at} paired seeds{then})"
     level = _level(row["alpha_look"], two_sided=False)
     interval = f"the {level} interval [{row['eq_low']:+.4f}, {row['eq_high']:+.4f}]"
     if verdict == EQUIVALENT:
@@ -790,8 +837,9 @@ def inference_table(
     Returns:
         DataFrame with TABLE_COLUMNS; seeds_needed is a nullable Int64 (NA unless the cell
         is inconclusive and some J' <= cap decides it); ci_level is the displayed interval's
-        confidence (1 - alpha_look); decided_at the seeds at the look that decided
-        better / worse (NA otherwise).
+        confidence (1 - alpha: in an adaptive design a repeated confidence interval, see
+        `_looks`); decided_at the seeds at the look that decided better / worse (NA
+        otherwise).
 
     Raises:
         ValueError: r, margin or alpha out of range, a missing column, two deltas for one
@@ -853,7 +901,7 @@ def _family_rows(
             "sd_delta": result.sd,
             "ci_low": result.ci_low,
             "ci_high": result.ci_high,
-            "ci_level": 1.0 - result.alpha_look,
+            "ci_level": 1.0 - alpha,
             "p_value": result.p_value,
             "p_holm": result.p_holm,
             "test": test_name(r),
@@ -862,6 +910,7 @@ def _family_rows(
             "eq_high": result.eq_high,
             "verdict": result.verdict,
             "decided_at": result.decided_at,
+            "decided_mean": result.decided_mean,
             "alpha_look": result.alpha_look,
             "family_size": len(variants),
         }

@@ -15,7 +15,7 @@ import pandas as pd
 from ablate.report.design import Design
 from ablate.report.inference import BETTER, EQUIVALENT, WORSE
 from ablate.report.stats import BASELINE
-from ablate.report.tables import category_order, percent, row_levels
+from ablate.report.tables import category_order, interval_words
 
 BOLD = "boldmath: --wrap;"
 """Styler's LaTeX for a significant cell: `{\\boldmath $...$}` (\\textbf leaves math as is)."""
@@ -51,8 +51,6 @@ def _frames(
     base = summary[(summary["variant"] == BASELINE) & (summary["metric"] == metric)]
     wanted = deltas[deltas["metric"] == metric]
     columns = category_order(list(base["category"]) + list(wanted["category"]))
-    if len(row_levels(wanted)) > 1:  # adaptive seeds: each variant's own interval level
-        columns.append("level")
     variants = [BASELINE, *dict.fromkeys(wanted["variant"])]
     frame = pd.DataFrame("", index=variants, columns=columns, dtype=object)
     style = pd.DataFrame("", index=variants, columns=columns, dtype=object)
@@ -63,20 +61,12 @@ def _frames(
         frame.at[row["variant"], row["category"]] = _delta_cell(row)
         if row["verdict"] in (BETTER, WORSE):
             style.at[row["variant"], row["category"]] = BOLD
-    if "level" in columns:
-        for variant, group in wanted.groupby("variant", sort=False):
-            levels = row_levels(group)
-            frame.at[variant, "level"] = percent(levels[0]).replace("%", "\\%") if levels else ""
     frame.columns.name = "variant"
     return frame, style
 
 
-def _caption(deltas: pd.DataFrame, metric: str, design: Design) -> str:
-    levels = row_levels(deltas[deltas["metric"] == metric])
-    if len(levels) == 1:
-        interval = f"the {percent(levels[0])} interval".replace("%", "\\%")
-    else:
-        interval = "the interval at each row's level (column level: adaptive seeds)"
+def _caption(metric: str, design: Design) -> str:
+    interval = interval_words(design).replace("%", "\\%")
     test = "paired $t$" if design.r == 0 else f"corrected resampled $t$, $r = {design.r:.3g}$"
     return (
         f"Mean paired {metric} delta vs baseline (same seed) $\\pm$ half-width of {interval} "
@@ -108,7 +98,7 @@ def deltas_latex(summary: pd.DataFrame, deltas: pd.DataFrame, metric: str, desig
     )
     table = styler.to_latex(
         hrules=True,
-        caption=_caption(deltas, metric, design),
+        caption=_caption(metric, design),
         label=f"tab:deltas-{metric}",
         position_float="centering",
         column_format="l" + "r" * len(frame.columns),

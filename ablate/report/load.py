@@ -18,7 +18,7 @@ from ablate.grid import expand_variants
 from ablate.report.design import Design
 from ablate.report.rounds import RoundPlan, plan_rounds, round_deltas
 from ablate.report.stats import run_scores
-from ablate.store import ResultStore, StudyDir, parse_run_config
+from ablate.store import StudyDir, parse_run_config
 from ablate.store.parquet import RESULTS, run_file_name
 from ablate.store.study import GRID_FILE
 
@@ -97,7 +97,7 @@ class StudyResults:
         protocol = self.protocol()
         if protocol is None:
             raise UserError(f"{self.study.uri}: no grid.yaml and no run config: unknown protocol")
-        return Design.of(protocol, self.analysis())
+        return Design.of(protocol, self.analysis(), self.dataset)
 
     def early_stopping_splits(self) -> set[str]:
         """The splits early stopping watched, from the runs table, else from the protocol."""
@@ -192,9 +192,10 @@ def load_study(
         variants = _variant_names(grid, study)
     ok_runs = store.ok_runs()
     class_metrics = _of_runs(store.read("class_metrics"), ok_runs)
+    dataset = study.read_dataset()
     rounds = None
     if grid is not None and grid.protocol.is_adaptive:
-        design = Design.of(grid.protocol, grid.analysis)
+        design = Design.of(grid.protocol, grid.analysis, dataset)
         rounds = replay_rounds(grid, _study_variants(variants, runs), runs, class_metrics, design)
     return StudyResults(
         study=study,
@@ -205,7 +206,7 @@ def load_study(
         history=_of_runs(store.read("history"), ok_runs),
         expected=_expected(grid, variants, runs, rounds),
         grid=grid,
-        dataset=study.read_dataset(),
+        dataset=dataset,
         notes=notes,
     )
 
@@ -239,17 +240,17 @@ def replay_rounds(
     )
 
 
-def study_rounds(store: ResultStore, grid: GridConfig, variants: list[str]) -> RoundPlan:
-    """Where an adaptive study stands, from its store: what the engine runs next.
+def study_rounds(study: StudyDir, grid: GridConfig, variants: list[str]) -> RoundPlan:
+    """Where an adaptive study stands, from its files: what the engine runs next.
 
-    The same reading and scoring as the summary (`load_study`), on the current files.
+    The same reading, scoring and design as the summary (`load_study`), on the current files.
     """
+    store = study.results(grid.study)
     runs = store.read("runs")
     ok_runs = store.ok_runs()
     class_metrics = _of_runs(store.read("class_metrics"), ok_runs)
-    return replay_rounds(
-        grid, variants, runs, class_metrics, Design.of(grid.protocol, grid.analysis)
-    )
+    design = Design.of(grid.protocol, grid.analysis, study.read_dataset())
+    return replay_rounds(grid, variants, runs, class_metrics, design)
 
 
 @dataclass

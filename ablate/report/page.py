@@ -151,11 +151,10 @@ def build_report(
     if summary.has_baseline and not summary.deltas.empty:
         grid = tables.delta_grid(summary.summary, summary.deltas, metric)
         macro = tables.macro_grid(summary.deltas, list(stats.METRICS))
-        macro_rows = summary.deltas[summary.deltas["category"] == stats.MACRO]
-        macro_caption = tables.delta_caption(macro_rows, None, summary.design)
+        macro_caption = tables.delta_caption(None, summary.design)
         report.add(
             f"{metric} deltas vs baseline",
-            html.paragraph(tables.delta_caption(summary.deltas, metric, summary.design), "note"),
+            html.paragraph(tables.delta_caption(metric, summary.design), "note"),
             html.table(grid),
             "<h3>Macro delta of every metric</h3>",
             html.paragraph(macro_caption, "note"),

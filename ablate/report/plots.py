@@ -22,7 +22,6 @@ from ablate.report.tables import (
     SIGNIFICANT_MARK,
     category_order,
     percent,
-    row_levels,
     verdict_mark,
 )
 
@@ -116,8 +115,7 @@ def forest_plot(verdicts: pd.DataFrame, metric: str, design: Design) -> Figure:
         )
     axes.set_yticks(positions, list(rows["variant"]))
     axes.set_ylim(-0.7, len(rows) - 0.3)
-    levels = row_levels(verdicts)
-    interval = f"{percent(levels[0])} interval" if len(levels) == 1 else "last-look interval"
+    interval = f"{percent(1.0 - design.alpha)} interval"
     axes.set_xlabel(f"macro {metric} delta vs baseline: {interval} (thin), 1 - 2 alpha (thick)")
     axes.legend(loc="lower right", fontsize=7)
     axes.grid(axis="x", alpha=0.3)

@@ -86,7 +86,7 @@ def table_files(results: StudyResults, summary: Summary) -> dict[str, bytes]:
     design = summary.design
     for metric in stats.METRICS:
         grid = tables.delta_grid(summary.summary, summary.deltas, metric)
-        caption = tables.delta_caption(summary.deltas, metric, design)
+        caption = tables.delta_caption(metric, design)
         markdown = tables.deltas_markdown(results.name, metric, grid, caption, on_test)
         files[f"deltas_{metric}.md"] = markdown.encode("utf-8")
         tex = latex.deltas_latex(summary.summary, summary.deltas, metric, design)

@@ -51,12 +51,6 @@ def delta_cell(row: pd.Series) -> str:
     return f"{text} {mark}" if mark else text
 
 
-def row_levels(deltas: pd.DataFrame) -> list[float]:
-    """The distinct confidence levels of the intervals in `deltas` (rows with an interval)."""
-    shown = deltas[deltas["ci_low"].notna()]
-    return sorted({round(float(level), 6) for level in shown["ci_level"]}, reverse=True)
-
-
 def category_order(categories: list[str]) -> list[str]:
     """Categories sorted by name, then `macro` last."""
     return [*sorted({c for c in categories if c != MACRO}), MACRO]
@@ -67,9 +61,6 @@ def delta_grid(
 ) -> pd.DataFrame:
     """Display table for one metric: baseline row (mean ± sd), then one row per variant.
 
-    A `level` column (each row's interval level) is added when the levels differ between
-    rows (adaptive seeds: each variant's last look has its own level).
-
     Args:
         summary: `score_summary` output (mean, std, n per variant, category, metric).
         deltas: the delta table (`design.delta_table`).
@@ -78,17 +69,13 @@ def delta_grid(
     base = summary[(summary["variant"] == baseline) & (summary["metric"] == metric)]
     wanted = deltas[deltas["metric"] == metric]
     columns = category_order(list(base["category"]) + list(wanted["category"]))
-    per_row_level = len(row_levels(wanted)) > 1
     rows = [_baseline_row(base, columns, baseline)]
     for variant, group in wanted.groupby("variant", sort=False):
         cells = dict(zip(group["category"], group.apply(delta_cell, axis=1), strict=True))
         row = {"variant": variant, **{c: cells.get(c, "") for c in columns}}
         row["n"] = str(int(group["n_seeds"].min()))
-        levels = row_levels(group)
-        row["level"] = percent(levels[0]) if levels else ""
         rows.append(row)
-    extra = ["n", "level"] if per_row_level else ["n"]
-    return pd.DataFrame(rows, columns=["variant", *columns, *extra]).fillna("")
+    return pd.DataFrame(rows, columns=["variant", *columns, "n"]).fillna("")
 
 
 def _baseline_row(base: pd.DataFrame, columns: list[str], baseline: str) -> dict[str, str]:
@@ -164,16 +151,14 @@ def markdown(table: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body]) + "\n"
 
 
-def interval_words(deltas: pd.DataFrame) -> str:
-    """'the 95% interval', or for rows at different levels 'each row's interval (level ...)'."""
-    levels = row_levels(deltas)
-    if len(levels) == 1:
-        return f"the {percent(levels[0])} interval"
-    if not levels:
-        return "the interval"
+def interval_words(design: Design) -> str:
+    """'the 95% interval', or in an adaptive design 'the 95% repeated confidence interval'."""
+    level = percent(1.0 - design.alpha)
+    if design.schedule is None:
+        return f"the {level} interval"
     return (
-        f"each row's interval at the level of its last look ({percent(levels[-1])} to "
-        f"{percent(levels[0])}, column `level`; adaptive seeds spend alpha over the looks)"
+        f"the {level} repeated confidence interval (adaptive seeds: it holds whichever round "
+        "stopped the variant)"
     )
 
 
@@ -197,19 +182,17 @@ def marks_legend(design: Design) -> str:
     )
 
 
-def delta_caption(deltas: pd.DataFrame, metric: str | None, design: Design) -> str:
+def delta_caption(metric: str | None, design: Design) -> str:
     """The caption of a delta table: cells, test, interval level, marks.
 
     Args:
-        deltas: the delta table (rows of other metrics are left out when `metric` is set).
-        metric: the table's metric; None for a table of several metrics (every row shown).
+        metric: the table's metric; None for a table of several metrics.
         design: the study's design.
     """
-    shown = deltas if metric is None else deltas[deltas["metric"] == metric]
     what = "delta" if metric is None else f"{metric} delta"
     return (
         f"Cells: mean paired {what} vs baseline (variant - baseline, same seed) ± "
-        f"half-width of {interval_words(shown)}, {test_words(design)}. "
+        f"half-width of {interval_words(design)}, {test_words(design)}. "
         f"{marks_legend(design)} No interval with fewer than 2 paired seeds or deltas that did "
         "not vary. Scores are recomputed from pixel counts summed over each category's test "
         "images; macro is the mean over categories."

@@ -72,7 +72,7 @@ def _assert_adaptive_study(study: Path, grid: Path) -> None:
     # the engine's last decision, recomputed from the store, is "done" with exactly these runs
     config = load_grid(grid)
     names = ["baseline", "lr=1e-7", "loss=bce"]
-    plan = study_rounds(StudyDir.open(study).results(), config, names)
+    plan = study_rounds(StudyDir.open(study), config, names)
     assert plan.done and set(plan.pairs()) == {(v, s) for v in names for s in seeds[v]}
     deltas = pd.read_csv(study / "summary" / "deltas.csv")
     row = deltas.query("variant == 'lr=1e-7' and category == 'macro' and metric == 'dice'")

@@ -104,18 +104,39 @@ def test_sequential_p_value_by_hand() -> None:
     assert np.isnan(sequential_p_value(np.array([np.nan, np.nan]), np.array([0.04, 0.01]), 0.05))
 
 
-def test_analyse_uses_the_looks_min_to_n_and_the_last_looks_level() -> None:
+def test_analyse_uses_the_looks_min_to_n_and_intersects_their_intervals() -> None:
     """p* of a 5-seed cell is the minimum over the prefixes of 3, 4 and 5 seeds of
-    p_J alpha / alpha_J; its interval is the one at 5 seeds at level 1 - alpha_5."""
+    p_J alpha / alpha_J; its interval is the intersection of the looks' 1 - alpha_J
+    intervals (the repeated confidence interval); TOST uses the last look's alpha_5."""
     x = np.array([[0.03, 0.01, 0.05, 0.04, 0.02]])
     result = inf.analyse_family(x, r=R, schedule=SCHEDULE)
     alphas = SCHEDULE.look_alphas(R, ALPHA)
     looks = [inf.corrected_t(x[0, :j], R).p_value * ALPHA / alphas[j - 3] for j in (3, 4, 5)]
     assert result.p_value[0] == pytest.approx(min(1.0, min(looks)))
-    last = inf.corrected_t(x[0], R)
-    half = scipy_stats.t.isf(alphas[2] / 2, 4) * last.se
-    assert result.ci_low[0] == pytest.approx(last.mean - half)
+    bounds = []
+    for j in (3, 4, 5):
+        look = inf.corrected_t(x[0, :j], R)
+        half = scipy_stats.t.isf(alphas[j - 3] / 2, j - 1) * look.se
+        bounds.append((look.mean - half, look.mean + half))
+    assert result.ci_low[0] == pytest.approx(max(low for low, _ in bounds))
+    assert result.ci_high[0] == pytest.approx(min(high for _, high in bounds))
     assert result.alpha_look[0] == pytest.approx(alphas[2])
+
+
+def test_verdict_and_interval_follow_the_look_that_decided() -> None:
+    """Deltas clearly positive at 3 seeds, then negative: p* comes from the look at 3, so the
+    verdict is better (the sign there), decided at 3, and the interval is on that side (the
+    looks' intervals do not overlap: the deciding look's interval stands in). Deltas that
+    drift back towards 0 after a decisive first look: better, with an interval above 0."""
+    reversed_later = [0.050, 0.051, 0.052, -0.08, -0.09, -0.07, -0.085, -0.075, -0.08, -0.09]
+    drifting = [0.050, 0.051, 0.052, 0.0, -0.01, 0.01, -0.02, 0.0, -0.03, -0.01]
+    for deltas in (reversed_later, drifting):
+        result = inf.analyse_family(np.array([deltas]), r=0.25, schedule=SCHEDULE)
+        assert result.verdict[0] == inf.BETTER and result.decided_at[0] == 3
+        assert result.decided_mean[0] == pytest.approx(0.051)
+        assert 0 < result.ci_low[0] < result.ci_high[0]
+    fixed = inf.analyse_family(np.array([drifting]), r=0.25)  # one look, at 10 seeds
+    assert fixed.verdict[0] == inf.INCONCLUSIVE and fixed.ci_low[0] < 0 < fixed.ci_high[0]
 
 
 # --- error rates of the adaptive rule ---------------------------------------------------------
@@ -168,8 +189,8 @@ def test_adaptive_rule_finds_three_margins_mostly_before_max(futility: bool) -> 
     the time): the adaptive rule finds it >= 95% of the time (measured 99.5%, futility on
     or off) and, of those, most (> 50%) before the 10th seed; it decides at min as often as
     the first look's test alone rejects (its exact power, 0.30) (N = 10,000, bands 4 MC se).
-    Its displayed interval, at the stopping look's level 1 - alpha_J, covers the truth >= 95%
-    of the time."""
+    Its displayed interval, the repeated confidence interval at 1 - alpha, covers the truth
+    >= 95% of the time."""
     n = 10_000
     x = inf.simulate_deltas(np.random.default_rng(24), (n, 1), 10, delta=0.03, sd=0.01, rho=RHO)
     assert np.mean(inf.analyse_family(x, r=R).verdict == inf.BETTER) >= 0.99
@@ -184,6 +205,21 @@ def test_adaptive_rule_finds_three_margins_mostly_before_max(futility: bool) -> 
     assert abs(np.mean((used == 3) & found) - first) <= mc_band(first, n)
     covered = (result.ci_low <= 0.03) & (result.ci_high >= 0.03)
     assert covered.mean() >= 1 - ALPHA - mc_band(ALPHA, n)
+
+
+@pytest.mark.parametrize("delta", [0.0, MARGIN, 3 * MARGIN])
+def test_repeated_interval_covers_and_agrees_with_the_verdict(delta: float) -> None:
+    """Adaptive stopping (min 3, max 10, futility on), true delta 0, 1 and 3 margins: the
+    printed interval covers the truth >= 1 - alpha of the time (N = 20,000, band 0.0062)
+    whatever round stopped the cell, and it never contradicts the verdict: every better
+    lies above 0, every worse below (the interval excludes 0 whenever a look rejected)."""
+    rng = np.random.default_rng(25)
+    x = inf.simulate_deltas(rng, (N, 1), 10, delta=delta, sd=0.015, rho=RHO)
+    _, result = inf.replay_adaptive(x, r=R, schedule=SCHEDULE)
+    covered = (result.ci_low <= delta) & (delta <= result.ci_high)
+    assert covered.mean() >= 1 - ALPHA - mc_band(ALPHA, N)
+    assert np.all(result.ci_low[result.verdict == inf.BETTER] > 0)
+    assert np.all(result.ci_high[result.verdict == inf.WORSE] < 0)
 
 
 # --- the futility rule ---------------------------------------------------------------------

@@ -10,6 +10,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from ablate.config import AnalysisConfig, ProtocolConfig
+from ablate.data.split import split_indices
 from ablate.report import stats
 from ablate.report.design import Design, delta_table
 from ablate.report.load import load_study
@@ -79,7 +80,8 @@ def test_mean_std_n_over_seeds(
 
 
 R = 0.2 / (0.8 * 0.9)
-"""n_test / n_train of the hand-built study's protocol (test 0.2, validation 0.1 of the rest)."""
+"""n_test / n_train from the protocol's fractions (test 0.2, validation 0.1 of the rest): the
+designs below are built without a dataset.json."""
 
 
 def corrected(deltas: np.ndarray, r: float, confidence: float = 0.95) -> tuple[float, ...]:
@@ -209,3 +211,21 @@ def test_ranking_orders_by_macro_mean(
     assert gap == pytest.approx(1.0 - (0.9 - 0.2))  # test loss - train loss at best epoch
     assert ranking.set_index("variant").loc["no-skip", "verdict"] == "worse"
     assert pd.isna(ranking.set_index("variant").loc["baseline", "verdict"])
+
+
+def test_r_is_counted_on_the_split_as_drawn() -> None:
+    """r = n_test / n_train of the split the runs really used: the category shares are
+    rounded and every category keeps a test image, so small categories raise r above the
+    fractions' 0.2 / (0.8 * 0.9); the engine's rounds and the summary read it the same way."""
+    protocol, analysis = ProtocolConfig(), AnalysisConfig()
+    dataset = {"counts": {name: 24 for name in "abcdef"}}
+    split = split_indices(np.repeat(np.arange(6), 24), seed=3, test_fraction=0.2, val_fraction=0.1)
+    assert Design.of(protocol, analysis, dataset).r == pytest.approx(
+        len(split.test) / len(split.train)
+    )
+    assert Design.of(protocol, analysis, dataset).r == pytest.approx(30 / 102)
+    assert Design.of(protocol, analysis, {"counts": {"a": 4, "b": 4}}).r == pytest.approx(0.5)
+    assert Design.of(protocol, analysis).r == pytest.approx(0.2 / 0.72)  # no dataset.json
+    assert Design.of(protocol, analysis, {"counts": {}}).r == pytest.approx(0.2 / 0.72)
+    fixed = ProtocolConfig(vary={"split": False})
+    assert Design.of(fixed, analysis, dataset).r == 0.0
