@@ -314,6 +314,16 @@ ISSUE_14_GRID_CASES = [
 
 GRID_CASES = [
     grid_case(
+        "control-character-in-a-comment",
+        _replace("    epochs: 1\n", "    epochs: 1  # bell \x07\n"),
+        "character U+0007 is not allowed",
+    ),
+    grid_case(
+        "nul-in-a-value",
+        _replace("lr: 0.001", "lr: 0.0\x0001"),
+        "character U+0000 is not allowed",
+    ),
+    grid_case(
         "unknown-key",
         _replace("    epochs: 1\n", "    epochs: 1\n    epoch: 3\n"),
         "baseline.train.epoch ",
@@ -526,6 +536,11 @@ COMMAND_CASES = [
         ("study/grid.yaml", "not a grid ablate stored"),
     ),
     Case("cli-grid-not-utf8", _grid_not_utf8, ("grid.yaml", "cannot read the file")),
+    Case(
+        "cli-set-control-character",
+        _args("grid", "check", "grid.yaml", "--set", "baseline.train.loss=dice\x01"),
+        ("--set", "character U+0001 is not allowed"),
+    ),
     Case("cli-prune-without-runs", _prune_without_runs, ("study", "no completed runs")),
     Case("cli-out-is-a-file", _out_is_a_file, ("notes.txt",)),
     Case(

@@ -60,6 +60,7 @@ from ablate.grid.yaml_file import (
     OverLimit,
     check_expansion,
     read_yaml,
+    unprintable_problem,
     yaml_problem,
 )
 
@@ -236,6 +237,9 @@ def _override_value(raw: str) -> tuple[Any, str | None]:
     or mapping, read by the grid file's bounded loader."""
     if len(raw.encode("utf-8", "surrogatepass")) > MAX_GRID_BYTES:
         return None, f"the value is over {MAX_GRID_BYTES:,} bytes, the limit of a grid file"
+    problem = unprintable_problem(raw)
+    if problem:
+        return None, _one_line(problem, raw)
     loader = BoundedLoader(raw)
     try:
         node = loader.get_single_node()

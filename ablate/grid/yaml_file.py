@@ -8,6 +8,7 @@ and only then are Python objects built. The README lists the limits ("Limits").
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,13 +41,39 @@ class Location:
     line: int
 
 
+# What YAML 1.1 lets a document hold (PyYAML's reader refuses the rest when it starts):
+# tab, line breaks, printable ASCII, NEL and the printable Unicode planes.
+_UNPRINTABLE = re.compile(
+    "[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+)
+
+
+def unprintable_problem(text: str) -> str | None:
+    """'line 2, column 5: character U+0007 ...' for the first character YAML does not allow
+    (a control character, say), None when there is none."""
+    found = _UNPRINTABLE.search(text)
+    if found is None:
+        return None
+    line = text.count("\n", 0, found.start()) + 1
+    column = found.start() - (text.rfind("\n", 0, found.start()) + 1) + 1
+    code = f"U+{ord(found.group()):04X}"
+    return (
+        f"line {line}, column {column}: character {code} is not allowed in YAML (a control "
+        "or other non-printable character)"
+    )
+
+
 def read_yaml(path: Path) -> tuple[dict, dict[KeyPath, Location]]:
     """One YAML file as a mapping plus the location of each key; GridError if unusable.
 
     The text is parsed once: the node tree is composed within the limits, measured with its
     aliases followed, its key lines collected, and only then turned into Python objects.
     """
-    loader = BoundedLoader(read_text(path))
+    text = read_text(path)
+    problem = unprintable_problem(text)
+    if problem:
+        raise GridError(str(path), [problem])
+    loader = BoundedLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
