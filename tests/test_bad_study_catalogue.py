@@ -23,6 +23,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from ablate_testing import load_conftest
@@ -90,6 +92,22 @@ def _nan(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(tn=float("nan"))
 
 
+def _bloated(relative: Path) -> Callable[[Path], None]:
+    """The file's first row on 600 rows with a 1 MiB text: ~100 KB of Parquet (one
+    dictionary entry, zstd) that would take over 600 MB once read as plain text."""
+
+    def breaker(study: Path) -> None:
+        path = study / relative
+        first = pq.read_table(path).slice(0, 1)
+        first = first.set_column(
+            first.schema.get_field_index("status"), "status", pa.array(["x" * 2**20])
+        )
+        rows = first.take(pa.array([0] * 600))
+        pq.write_table(rows, path, compression="zstd", use_dictionary=True)
+
+    return breaker
+
+
 ALIAS_BOMB = "a: &a [x, x]\nb: &b [*a, *a]\nc: &c [*b, *b]\n"
 
 
@@ -125,6 +143,21 @@ CASES = [
         "runs-of-another-run",
         _table(RUNS, lambda f: f.assign(variant="wider")),
         (str(RUNS), "rows are of another run"),
+    ),
+    Case(
+        "runs-two-rows",
+        _table(RUNS, lambda f: pd.concat([f, f])),
+        (str(RUNS), "holds 2 rows; a run's file holds one"),
+    ),
+    Case(
+        "runs-expands-past-the-limit",
+        _bloated(RUNS),
+        (str(RUNS), "once decoded, over the"),
+    ),
+    Case(
+        "counts-category-twice",
+        _table(CLASS_METRICS, lambda f: pd.concat([f, f.assign(tp=f["tp"] * 100)])),
+        (str(CLASS_METRICS), "more than one row for category"),
     ),
     Case(
         "counts-missing-column",

@@ -19,6 +19,7 @@ from urllib.parse import quote, unquote
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -41,6 +42,12 @@ KEY_COLUMNS = ("study", "variant", "seed")
 FILE_PATTERN = re.compile(r"^variant=(?P<variant>.+)__seed=(?P<seed>-?\d+)\.parquet$")
 # Characters kept verbatim in file names; anything else (a '/' most of all) is %-escaped.
 SAFE_CHARACTERS = "=,+-_.@"
+MAX_RESULT_FILE_BYTES = 64 * 2**20
+"""Bytes of one run's file of one table on disk (a real one is KBs to a few MBs)."""
+MAX_RESULT_DECODED_BYTES = 512 * 2**20
+"""Bytes one run's file may take once decompressed and its text values spelled out: a few
+hundred KB of Parquet can otherwise expand to many GB (one long text, dictionary-encoded
+and repeated on millions of rows)."""
 
 
 def run_file_name(variant: str, seed: int) -> str:
@@ -59,6 +66,61 @@ def parse_run_file_name(name: str) -> tuple[str, int] | None:
 def path_segment(variant: str) -> str:
     """A variant name made safe for a folder name (checkpoints/<variant>/...)."""
     return quote(variant, safe=SAFE_CHARACTERS)
+
+
+def _read_bounded(fs: pafs.FileSystem, path: str) -> pa.Table:
+    """A Parquet file as a table, refused (UserError) before it can outgrow the limits.
+
+    The order bounds each step by the one before: the file's size (so its footer is small),
+    then the decompressed size of its pages from the footer, then, with text read as
+    dictionaries, the length of the text once every row's value is spelled out.
+    """
+    size = fs.get_file_info(path).size
+    if size is not None and size > MAX_RESULT_FILE_BYTES:
+        raise damaged(path, f"{size:,} bytes, over the {MAX_RESULT_FILE_BYTES:,} of a run's file")
+    with fs.open_input_file(path) as handle:
+        parquet = pq.ParquetFile(handle)
+        metadata = parquet.metadata
+        decoded = sum(
+            metadata.row_group(group).column(column).total_uncompressed_size
+            for group in range(metadata.num_row_groups)
+            for column in range(metadata.num_columns)
+        )
+        _check_decoded(path, decoded)
+        texts = [field.name for field in parquet.schema_arrow if _is_text(field.type)]
+        handle.seek(0)
+        rows = pq.ParquetFile(handle, read_dictionary=texts).read()
+    _check_decoded(path, sum(_spelled_out_bytes(column) for column in rows.columns))
+    return rows.cast(
+        pa.schema(
+            field.with_type(field.type.value_type) if pa.types.is_dictionary(field.type) else field
+            for field in rows.schema
+        )
+    )
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
+
+
+def _spelled_out_bytes(column: pa.ChunkedArray) -> int:
+    """Bytes of a column with each dictionary value written out on every row that uses it."""
+    if not pa.types.is_dictionary(column.type):
+        return column.nbytes
+    total = 0
+    for chunk in column.chunks:
+        lengths = pc.binary_length(chunk.dictionary)
+        total += int(pc.sum(pc.take(lengths, chunk.indices)).as_py() or 0)
+    return total
+
+
+def _check_decoded(path: str, decoded: int) -> None:
+    if decoded > MAX_RESULT_DECODED_BYTES:
+        raise damaged(
+            path,
+            f"{decoded:,} bytes once decoded, over the {MAX_RESULT_DECODED_BYTES:,} of a run's "
+            "file",
+        )
 
 
 def _normalized_table(frame: pd.DataFrame) -> pa.Table:
@@ -161,9 +223,10 @@ class ResultStore:
         return frame
 
     def _read_file(self, table: str, path: str, key: tuple[str, int] | None) -> pa.Table:
-        """One run's file of `table`, checked against the table's rules."""
+        """One run's file of `table`, within the size limits, checked against the table's
+        rules."""
         try:
-            rows = pq.read_table(path, filesystem=self.fs)
+            rows = _read_bounded(self.fs, path)
             frame = rows.to_pandas()
         except (pa.ArrowException, OSError, ValueError) as error:
             raise damaged(path, f"not a readable Parquet file ({error})") from None

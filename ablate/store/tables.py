@@ -71,6 +71,16 @@ RULES: dict[str, TableRules] = {
 }
 
 
+# Columns that name one row of a run's file: a second row with the same values would be
+# counted twice (or contradict the first) in every score computed from the file.
+ROW_KEYS: dict[str, tuple[str, ...]] = {
+    "runs": (),
+    "class_metrics": ("category",),
+    "image_metrics": ("category", "image"),
+    "history": ("epoch",),
+}
+
+
 def _kind_problem(series: pd.Series, kind: str) -> str | None:
     """Why `series` is not of `kind`, or None."""
     if kind == TEXT:
@@ -119,11 +129,26 @@ def table_problems(table: str, frame: pd.DataFrame, key: tuple[str, int] | None)
         unknown = sorted(set(frame["status"].dropna()) - set(STATUSES))
         if unknown or frame["status"].isna().any():
             problems.append(f"status must be one of {', '.join(STATUSES)}, got {unknown or 'null'}")
+    problems.extend(_repeated_rows(table, frame))
     if key is not None and len(frame):
         variants, seeds = set(frame["variant"]), set(frame["seed"].astype("int64"))
         if variants != {key[0]} or seeds != {key[1]}:
             problems.append(f"rows are of another run than its name says ({key[0]} seed {key[1]})")
     return problems
+
+
+def _repeated_rows(table: str, frame: pd.DataFrame) -> list[str]:
+    """A runs file holds one row; the other files one row per ROW_KEYS value."""
+    if table not in ROW_KEYS:
+        return []
+    columns = [name for name in ROW_KEYS[table] if name in frame]
+    if not columns:
+        return [] if len(frame) == 1 else [f"holds {len(frame)} rows; a run's file holds one"]
+    repeated = frame.duplicated(subset=columns, keep=False)
+    if not repeated.any():
+        return []
+    first = frame.loc[repeated, columns].iloc[0].tolist()
+    return [f"holds more than one row for {', '.join(columns)} = {first}"]
 
 
 def check_table(table: str, frame: pd.DataFrame, path: str, key: tuple[str, int] | None) -> None:
