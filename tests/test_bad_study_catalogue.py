@@ -30,6 +30,8 @@ import yaml
 from ablate_testing import load_conftest
 
 from ablate.cli import main
+from ablate.errors import UserError
+from ablate.store import StudyDir
 
 REPO = Path(__file__).resolve().parents[1]
 EXIT_BAD_INPUT = 2
@@ -393,3 +395,49 @@ def test_train_out_refuses_a_folder_that_is_not_a_run_folder(
     done = _run_cli(["train", str(grid), "--seed", "0", "--out", str(folder)], tmp_path)
     assert_one_clear_message(done, (str(folder), "not an `ablate train` run folder"))
     assert snapshot(tmp_path) == before
+
+
+def test_train_out_refuses_links_among_the_files_it_writes(
+    tmp_path: Path, synthetic_root: Path
+) -> None:
+    """A run folder (run.json present) whose best.pt or tensorboard/ is a link out of it:
+    refused before training, the link's target untouched."""
+    grid = _tiny_grid(tmp_path, synthetic_root)
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    (folder / "run.json").write_text("{}")
+    victim = tmp_path / "victim.bin"
+    victim.write_bytes(b"keep me")
+    (folder / "best.pt").symlink_to(victim)
+    (folder / "tensorboard").symlink_to(tmp_path, target_is_directory=True)
+    before = snapshot(tmp_path)
+    done = _run_cli(["train", str(grid), "--seed", "0", "--out", str(folder)], tmp_path)
+    assert_one_clear_message(done, (str(folder), "best.pt, tensorboard", "symbolic link"))
+    assert snapshot(tmp_path) == before
+
+
+def test_a_checkpoint_replaces_a_link_instead_of_writing_through_it(tmp_path: Path) -> None:
+    """What every run does for initial.pt and best.pt (in a study or a --out folder)."""
+    import torch  # here: the other cases of this module never load torch
+
+    from ablate.train.run import save_checkpoint
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    link = tmp_path / "run" / "best.pt"
+    link.parent.mkdir()
+    link.symlink_to(victim)
+    save_checkpoint({"weight": torch.ones(2)}, link)
+    assert victim.read_text() == "keep me"
+    assert not link.is_symlink()
+    assert torch.equal(torch.load(link, weights_only=True)["weight"], torch.ones(2))
+    assert sorted(p.name for p in link.parent.iterdir()) == ["best.pt"]  # no temporary left
+
+
+def test_tune_state_never_goes_through_a_link_out_of_the_study(tmp_path: Path) -> None:
+    study = BUILDER.write_study(tmp_path / "study")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (study / ".tune").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(UserError, match=r"\.tune leads outside the study directory"):
+        StudyDir.open(study).tune_path()

@@ -258,8 +258,14 @@ class StudyDir:
         return times
 
     def tune_path(self) -> str:
-        """Ray Tune's own state of every `ablate run` (a storage path inside the study)."""
-        return self.path(TUNE)
+        """Ray Tune's own state of every `ablate run` (a storage path inside the study).
+
+        Raises:
+            UserError: `.tune` is a link that leaves the study (Tune would write through it).
+        """
+        path = self.path(TUNE)
+        self.location.check_inside(path)
+        return path
 
     # Summary ------------------------------------------------------------------------------
 

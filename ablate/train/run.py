@@ -7,6 +7,8 @@ NaN/inf loss becomes "diverged", so one broken variant cannot stop a study.
 
 from __future__ import annotations
 
+import os
+import secrets
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -176,6 +178,26 @@ def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
 
 
+def save_checkpoint(state: dict[str, torch.Tensor], path: Path) -> None:
+    """torch.save to a new temporary file beside `path`, then renamed onto it.
+
+    The rename replaces whatever `path` was, a symbolic link included, instead of writing
+    through it: a crafted link in a study or run folder cannot send a checkpoint elsewhere.
+    A crash mid-write leaves the old checkpoint (or none), never half a file.
+    """
+    temporary = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    # O_EXCL: a new file, never an existing name or link; mode 0o666 less the umask, as
+    # torch.save's own open would give (mkstemp's 0o600 would hide checkpoints from a team)
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            torch.save(state, stream)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
 def execute_run(
     config: RunConfig,
     data: SegmentationData,
@@ -269,7 +291,7 @@ def _train_and_evaluate(
     torch.manual_seed(_training_stream_seed(seeds.order))
     if outputs is not None:
         outputs.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        torch.save(_cpu_state(model), outputs.checkpoint_dir / "initial.pt")
+        save_checkpoint(_cpu_state(model), outputs.checkpoint_dir / "initial.pt")
     model = model.to(plan.device)
     if plan.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -300,7 +322,7 @@ def _train_and_evaluate(
             result.error = f"non-finite loss in epoch {fitted.epochs}"
             return
         if outputs is not None:
-            torch.save(_cpu_state(model), outputs.checkpoint_dir / "best.pt")
+            save_checkpoint(_cpu_state(model), outputs.checkpoint_dir / "best.pt")
         image_metrics, result.test_loss = predict_counts_and_loss(
             network, test_loader, task, data.categories, plan, names=data.names, loss_fn=loss_fn
         )

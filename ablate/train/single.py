@@ -136,6 +136,12 @@ def make_out(directory: Path) -> None:
             f"--out {directory}: the folder is not empty and is not an `ablate train` run "
             f"folder (no {RUN_RECORD}); give a new or empty folder"
         )
+    linked = [name for name in RUN_ENTRIES if (directory / name).is_symlink()]
+    if linked:
+        raise UserError(
+            f"--out {directory}: {', '.join(linked)} is a symbolic link, and ablate never "
+            "writes through a link; remove it or give a new folder"
+        )
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -145,6 +151,18 @@ def make_out(directory: Path) -> None:
 
 def _has_visible_entries(directory: Path) -> bool:
     return any(not entry.name.startswith(".") for entry in directory.iterdir())
+
+
+RUN_ENTRIES = (
+    RUN_RECORD,
+    "image_metrics.parquet",
+    "class_metrics.parquet",
+    "history.parquet",
+    "initial.pt",
+    "best.pt",
+    "tensorboard",
+)
+"""What a run writes into its --out folder."""
 
 
 def write_tables(result: RunResult, directory: Path, config_json: str) -> None:
