@@ -104,7 +104,9 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("grid", help="grid or config YAML file")
     train.add_argument("--seed", type=int, required=True, help="seed: split, weights, augmentation")
     train.add_argument("--variant", default="baseline", help="variant name (default baseline)")
-    train.add_argument("--out", default=None, help="output folder (default runs/train/<variant>)")
+    train.add_argument(
+        "--out", default=None, help="output folder (default runs/train/<study>/<variant>/seed=<s>)"
+    )
     _add_overrides(train)
     train.set_defaults(
         target="ablate.train.commands:train_command",
@@ -119,7 +121,14 @@ def _add_run(subparsers: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--address", default=None, help="Ray cluster address (default: RAY_ADDRESS, else local)"
     )
-    run.add_argument("--resume", action="store_true", help="continue an existing study directory")
+    # Running again resumes with or without --resume; the flag only says so when there is
+    # nothing to resume yet, so the help must not suggest it is needed to continue.
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="expect an existing study: print a note when there is none yet (running again "
+        "always continues a study, with or without --resume)",
+    )
     run.add_argument("--max-concurrent", type=int, default=None, help="trials running at once")
     _add_overrides(run)
     run.set_defaults(

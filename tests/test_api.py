@@ -118,6 +118,27 @@ def test_study_errors_are_typed(tmp_path: Path) -> None:
     assert study.runs.empty and study.status().state == "stopped"
 
 
+def test_a_bad_seed_is_named_without_a_command_line_option() -> None:
+    """`train_one` is no command line: its message names the argument, not `--seed`."""
+    with pytest.raises(ablate.UserError) as caught:
+        ablate.train_one(REPO / "grids" / "quickstart.yaml", seed=-1)
+    assert str(caught.value).startswith("seed -1: seeds are whole numbers from 0 to ")
+
+
+def test_a_refused_study_names_no_command_line_option(tmp_path: Path) -> None:
+    """`ablate.run` refuses a study made from another grid before Ray starts, in words that
+    fit a caller who passed `out=` (no `--out`)."""
+    grid = ablate.load_grid(REPO / "grids" / "quickstart.yaml")
+    study_dir = StudyDir.open(tmp_path / "study")
+    study_dir.location.makedirs()
+    study_dir.write_grid(dump_grid(grid))
+    study_dir.write_dataset({"counts": {}, "dropped": [], "categories": []})
+    with pytest.raises(ablate.UserError, match="made from another grid") as caught:
+        ablate.run(grid, out=str(tmp_path / "study"), overrides=["baseline.train.lr=0.5"])
+    assert str(caught.value).endswith("use another study directory")
+    assert "--out" not in str(caught.value)
+
+
 def _python_examples(readme: str) -> list[str]:
     """The ```python blocks of the README's "Use from Python" section."""
     section = readme.split("\n## Use from Python\n", 1)[1].split("\n## ", 1)[0]

@@ -34,6 +34,31 @@ def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
     assert "summarize" in capsys.readouterr().out
 
 
+def _help(command: str, capsys: pytest.CaptureFixture[str]) -> str:
+    """`ablate COMMAND --help`, its lines joined (argparse wraps at the terminal width)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_train_help_gives_the_default_out_that_train_uses(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from ablate.train.commands import default_out  # the function that places the run
+
+    default = default_out("<study>", "<variant>", "<s>")  # type: ignore[arg-type]
+    assert f"(default {default.as_posix()})" in _help("train", capsys)
+
+
+def test_run_help_says_running_again_continues_without_resume(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    text = _help("run", capsys)
+    assert "--resume expect an existing study: print a note when there is none yet" in text
+    assert "running again always continues a study, with or without --resume" in text
+
+
 def test_unknown_subcommand_is_bad_input() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "ablate.cli", "frobnicate"], capture_output=True, text=True

@@ -30,7 +30,8 @@ def run(
         grid: a grid file, or a grid from `ablate.load_grid` (a `GridConfig`).
         out: study directory or URI (default runs/<study>).
         address: Ray cluster address.
-        resume: continue an existing study directory (calling again does the same).
+        resume: expect an existing study: only prints a note when there is none yet
+            (calling again continues a study either way).
         max_concurrent: trials at once (default: the grid's resources.max_concurrent).
         overrides: `KEY=VALUE` changes, as `--set` (`protocol.seeds=1`).
 

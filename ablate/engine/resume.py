@@ -31,6 +31,8 @@ FREE_SECTIONS = ("resources", "pruning", "analysis")
 """Top-level grid keys that may change between runs of one study: where runs execute, the
 pruning analysis (new settings add rows to the stored ones; see ablate/prune/study.py) and
 how the summary analyses the runs (margin, alpha, metric: no run changes)."""
+FREE_NAMES = ", ".join(FREE_SECTIONS[:-1]) + " or " + FREE_SECTIONS[-1]
+"""The free sections for the refusal message, from the tuple so the two never disagree."""
 GROWABLE_KEYS = ("ablations", "protocol.seeds")
 """Keys that may change as long as variants and seeds are only added."""
 
@@ -119,8 +121,8 @@ def check_compatible(
         listed = "; ".join(problems)
         raise UserError(
             f"study directory {study_uri} was made from another grid; changed: {listed}. "
-            "Only adding variants or seeds can continue a study: restore those keys or use "
-            "another --out"
+            "A study continues when its grid only adds variants or seeds or changes "
+            f"{FREE_NAMES}: restore those keys or use another study directory"
         )
 
 

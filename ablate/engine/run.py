@@ -55,7 +55,8 @@ def run_grid(
         grid: grid YAML file, or a grid built in Python (`ablate.load_grid`).
         out: study directory or URI (default runs/<study>).
         address: Ray cluster address (default RAY_ADDRESS, else a local Ray instance).
-        resume: continue an existing study directory (running again does the same).
+        resume: expect an existing study: only prints a note when there is none yet
+            (running again continues a study either way).
         max_concurrent: trials at once (default: the grid's resources.max_concurrent).
         trainable: the trial function (tests wrap it to inject faults).
         overrides: `KEY=VALUE` changes to the grid (`--set`); grid.yaml stores the result.

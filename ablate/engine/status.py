@@ -21,6 +21,7 @@ from __future__ import annotations
 import heapq
 import json
 import math
+import shlex
 import socket
 import time
 from dataclasses import asdict, dataclass, field
@@ -134,6 +135,8 @@ class StudyStatus:
     """current, stale (results newer than the report) or missing."""
     checked_at: str
     notes: list[str] = field(default_factory=list)
+    resume_hint: str = "`ablate run` with the grid it was made from continues the study"
+    """How to continue a stopped study (see `resume_hint`)."""
 
     def totals(self) -> dict[str, int | None]:
         """ok, failed, diverged, running and pending summed over the variants."""
@@ -194,12 +197,12 @@ class StudyStatus:
             return f"running: {holder or 'an unreadable study.lock'}{unknown}"
         if lock is not None:
             return (
-                f"stopped: {holder or 'an unreadable study.lock'} is gone; `ablate run` "
-                "continues the study (it takes the lock over)"
+                f"stopped: {holder or 'an unreadable study.lock'} is gone; "
+                f"{self.resume_hint} (it takes the lock over)"
             )
         if self.state == FINISHED:
             return "finished: every expected run has a result"
-        return "stopped: runs are left; `ablate run` with the same grid continues the study"
+        return f"stopped: runs are left; {self.resume_hint}"
 
     def _time_line(self) -> str:
         bound = "at most " if not self.exact else "about "
@@ -431,6 +434,25 @@ def _parallelism(variants: list[VariantStatus]) -> int | None:
     return sum(len(item.running or []) for item in variants)
 
 
+def resume_hint(study: StudyDir, has_grid: bool) -> str:
+    """The command that continues `study`, for a stopped one.
+
+    It runs the stored grid.yaml: that holds the `--set` overrides the study was run with,
+    so it is the one grid never refused, whereas the original file without the same `--set`s
+    is. A URI's grid.yaml is not a file `ablate run` reads, so there a local copy is run.
+    """
+    if not has_grid:
+        return "`ablate run` with the grid it was made from continues the study"
+    out = shlex.quote(study.uri)
+    if study.location.local:
+        grid = shlex.quote(str(study.location.local_path(GRID_FILE)))
+        return f"`ablate run {grid} --out {out}` continues the study"
+    return (
+        f"`ablate run GRID --out {out}` continues the study, GRID a local copy of "
+        f"{study.uri.rstrip('/')}/{GRID_FILE}"
+    )
+
+
 def study_status(study: StudyDir, now: float | None = None) -> StudyStatus:
     """Where `study` stands, read without taking its lock or writing anything.
 
@@ -474,6 +496,7 @@ def study_status(study: StudyDir, now: float | None = None) -> StudyStatus:
         summary=study.summary_state(),
         checked_at=pd.Timestamp(now, unit="s", tz="UTC").isoformat(timespec="seconds"),
         notes=notes,
+        resume_hint=resume_hint(study, grid is not None),
     )
 
 

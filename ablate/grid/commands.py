@@ -130,15 +130,23 @@ def describe_changes(variant: Variant, baseline: Variant) -> str:
 def _describe_change(path: str, old: Any, new: Any) -> str:
     if isinstance(old, dict) and isinstance(new, dict):
         return f"{path}: {_dict_diff(old, new)}"
-    return f"{path}: {format_value(old)} -> {format_value(new)}"
+    return f"{path}: {_shown_value(old)} -> {_shown_value(new)}"
+
+
+def _shown_value(value: Any) -> str:
+    """`format_value`, except that an empty list reads `[]`: the variant-name form of it is
+    nothing at all, which in a change would look like a missing value."""
+    if isinstance(value, list | tuple) and not value:
+        return "[]"
+    return format_value(value)
 
 
 def _dict_diff(old: dict, new: dict) -> str:
     """'-rotate, +elastic 0.5, blur 0.2 -> 0.4' for two augmentation op mappings."""
     removed = [f"-{key}" for key in old if key not in new]
-    added = [f"+{key} {format_value(value)}" for key, value in new.items() if key not in old]
+    added = [f"+{key} {_shown_value(value)}" for key, value in new.items() if key not in old]
     changed = [
-        f"{key} {format_value(old[key])} -> {format_value(value)}"
+        f"{key} {_shown_value(old[key])} -> {_shown_value(value)}"
         for key, value in new.items()
         if key in old and old[key] != value
     ]

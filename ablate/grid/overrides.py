@@ -68,7 +68,11 @@ def split_override(text: str) -> tuple[str, str] | str:
     if any(not part.strip() for part in key.split(".")):
         return f"the key {shown(key)} has an empty part between dots"
     if not value.strip():
-        return "no value after '=' (write null to clear a key)"
+        # null does not remove a key: it sets it to null, which only optional keys accept.
+        return (
+            "no value after '=' (null sets a key to null, for keys that accept it: "
+            "baseline.train.patience=null)"
+        )
     return key, value
 
 

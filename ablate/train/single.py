@@ -121,7 +121,8 @@ def train_one(
 def check_seed(seed: int) -> None:
     """Raises UserError for a seed outside 0..MAX_SEED (the grid's own bound)."""
     if not 0 <= seed <= MAX_SEED:
-        raise UserError(f"--seed {seed}: seeds are whole numbers from 0 to {MAX_SEED}")
+        # No option name: `ablate.train_one(seed=...)` raises this too.
+        raise UserError(f"seed {seed}: seeds are whole numbers from 0 to {MAX_SEED}")
 
 
 def make_out(directory: Path) -> None:

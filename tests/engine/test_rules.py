@@ -64,6 +64,19 @@ def test_other_changes_are_refused_naming_the_key(changes: dict[str, Any], named
     assert named in str(error.value)
 
 
+def test_the_refusal_states_every_change_that_continues_a_study() -> None:
+    """The rule in the message matches the rule applied (resources, pruning and analysis may
+    change too), and names no command-line option: `ablate.run` raises it as well."""
+    new = _grid(study="t")
+    with pytest.raises(UserError) as error:
+        check_compatible(_grid(), new, expand_variants(new), "runs/s")
+    message = str(error.value)
+    rule = "only adds variants or seeds or changes resources, pruning or analysis"
+    assert rule in message
+    assert message.endswith("restore those keys or use another study directory")
+    assert "--out" not in message
+
+
 ADAPTIVE = {"seeds": {"min": 3, "max": 6}}
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -26,7 +27,9 @@ from ablate.cli import main
 from ablate.config import DataConfig, GridConfig, Recipe, SyntheticConfig
 from ablate.engine.lock import LockOwner, StudyLock
 from ablate.engine.status import expected_seeds, study_status, time_left
-from ablate.grid import dump_grid
+from ablate.engine.study import prepare_study
+from ablate.errors import UserError
+from ablate.grid import dump_grid, load_grid
 from ablate.store import StudyDir
 from ablate.store.study import LOCK_FILE
 
@@ -204,7 +207,38 @@ def test_a_lock_left_by_a_killed_command_is_not_a_running_study(tmp_path: Path) 
     assert all(item.running == [] for item in status.variants)
     assert status.totals()["pending"] == 5
     assert f"stopped: `ablate run` pid {owner.pid}" in status.format()
-    assert "is gone; `ablate run` continues the study (it takes the lock over)" in status.format()
+    folder = tmp_path / "study"
+    hint = f"`ablate run {folder / 'grid.yaml'} --out {folder}` continues the study"
+    assert f"is gone; {hint} (it takes the lock over)" in status.format()
+
+
+def test_a_stopped_study_made_with_overrides_names_the_command_that_continues_it(
+    tmp_path: Path, synthetic_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The hint runs the stored grid.yaml, which holds the `--set`s: that is accepted, while
+    the original file without them is refused (so "the same grid" would mislead)."""
+    original = tmp_path / "original.yaml"
+    grid = _grid([0, 1]).model_copy(update={"data": DataConfig(root=str(synthetic_root))})
+    original.write_text(dump_grid(grid))
+    stored = load_grid(original, ["protocol.seeds=[0, 1, 2]", "baseline.train.epochs=1"])
+    study = StudyDir.open(tmp_path / "study")
+    study.location.makedirs()
+    study.write_grid(dump_grid(stored))
+    study.write_dataset({"root": str(synthetic_root), "counts": {}, "dropped": []})
+    study.results("handmade").write("runs", "baseline", 0, _runs_row("ok", 5.0, 5.0, None))
+
+    assert main(["status", str(tmp_path / "study")]) == 0
+    state = capsys.readouterr().out.splitlines()[1]
+    command = re.fullmatch(
+        r"state: stopped: runs are left; `ablate run (\S+) --out (\S+)` "
+        r"continues the study",
+        state,
+    )
+    assert command is not None, state
+    prepared = prepare_study(command[1], command[2], resume=False)
+    assert prepared.plan.finished == {("baseline", 0)} and prepared.plan.total == 9
+    with pytest.raises(UserError, match="made from another grid"):
+        prepare_study(str(original), command[2], resume=False)
 
 
 def test_a_lock_held_from_another_machine_counts_as_running(tmp_path: Path) -> None:

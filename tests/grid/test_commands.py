@@ -55,6 +55,16 @@ def test_show_prints_an_aligned_table(
     assert len(columns) == 1  # the changes column starts at the same offset on every row
 
 
+def test_show_writes_an_empty_list_as_brackets(
+    write_grid: WriteGrid, minimal: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No skip is disabled in the baseline: `[]`, not nothing before the arrow."""
+    grid = write_grid(minimal + "ablations:\n  remove: [skip-2]\n")
+    assert main(["grid", "show", str(grid)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1].split() == ["no-skip-2", "model.disabled_skips:", "[]", "->", "2"]
+
+
 def test_show_of_a_bad_grid_exits_2(
     write_grid: WriteGrid, capsys: pytest.CaptureFixture[str]
 ) -> None:

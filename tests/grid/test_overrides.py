@@ -130,7 +130,11 @@ MALFORMED = [
     ("  =3", "the key before '=' is empty"),
     ("protocol..seeds=1", "--set protocol..seeds=1: the key 'protocol..seeds' has an empty part"),
     ("protocol.seeds.=1", "has an empty part between dots"),
-    ("protocol.seeds=", "--set protocol.seeds=: no value after '=' (write null to clear a key)"),
+    (
+        "protocol.seeds=",
+        "--set protocol.seeds=: no value after '=' (null sets a key to null, for keys that "
+        "accept it: baseline.train.patience=null)",
+    ),
     ("protocol.seeds=[1, 2", "--set protocol.seeds=[1, 2: cannot read the value: column"),
     ("protocol.seeds={a: 1", "cannot read the value: column"),
     ("baseline.train.loss=a: b", "a value is a YAML scalar or a flow list or mapping"),
@@ -153,6 +157,19 @@ def test_malformed_overrides_are_refused_before_the_file_is_read(
     assert expected in message, message
     assert "file not found" not in message  # the override is refused first, on its own
     assert "\n" not in message.split("\n  - ", 1)[1]  # one line per problem
+
+
+def test_null_sets_a_key_to_null_where_the_key_accepts_it(
+    write_grid: WriteGrid, minimal: str
+) -> None:
+    """What the empty-value message and the README promise: the example it gives works, and
+    null is no way to remove a required key."""
+    path = write_grid(minimal)
+    assert load_grid(path, ["baseline.train.patience=null"]).baseline.train.patience is None
+    message = _problems(path, ["baseline.train.lr=null"])
+    assert "baseline.train.lr (--set baseline.train.lr=null): Input should be a valid number" in (
+        message
+    )
 
 
 def test_an_alias_bomb_in_a_value_is_measured_not_expanded(tmp_path: Path) -> None:
