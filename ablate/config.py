@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -117,8 +118,24 @@ BottleneckName = Annotated[str, AfterValidator(BOTTLENECK.check), BOTTLENECK]
 AugmentOpName = Annotated[str, AfterValidator(AUGMENT_OP.check), AUGMENT_OP]
 ReaderName = Annotated[str, AfterValidator(READER.check), READER]
 
-PositiveInt = Annotated[int, Field(ge=1)]
-Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+
+def _not_boolean(value: Any) -> Any:
+    """Refuse a boolean where a number is expected: lax validation would read YAML's `true`
+    as 1 (`epochs: true` one epoch, `lr: true` 1.0, `seeds: [true]` seed 1), and a boolean
+    there is a typo, never a setting."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be a number, got the boolean {str(value).lower()}")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_not_boolean)]
+"""The int of every config field: `true` is refused, text such as '3' is read as lax
+validation reads it."""
+Float = Annotated[float, BeforeValidator(_not_boolean)]
+"""The float of every config field: ints are accepted, booleans refused; text such as '1e-4'
+(which YAML 1.1 reads as a string) is read as a number."""
+PositiveInt = Annotated[Int, Field(ge=1)]
+Probability = Annotated[Float, Field(ge=0.0, le=1.0)]
 
 # Limits. Each bounds a size before any work depends on it, so a typo or a hostile grid is
 # refused by `grid check` in milliseconds instead of failing (or exhausting the machine) in
@@ -181,10 +198,10 @@ class SeedRange(Strict):
     one more seed per round (the next index) until decided, max, or (futility) no number of
     seeds up to max could decide them (see README, "Statistics")."""
 
-    min: int
+    min: Int
     """Seeds every variant runs before the first look (at least 2: one seed has no noise
     estimate)."""
-    max: int
+    max: Int
     """Most seeds a variant may run (at most MAX_SEEDS)."""
     futility: bool = True
     """Stop giving seeds to an undecided variant that no number of seeds up to max would
@@ -224,7 +241,7 @@ def _seeds_form(value: Any) -> str:
 
 
 Seeds = Annotated[
-    Annotated[list[int], Tag("list")]
+    Annotated[list[Int], Tag("list")]
     | Annotated[PositiveInt, Tag("count")]
     | Annotated[SeedRange, Tag("range")],
     Discriminator(_seeds_form),
@@ -249,11 +266,11 @@ class VaryConfig(Strict):
 class SyntheticConfig(Strict):
     """The built-in synthetic EBHI-like dataset, generated on first use into a cache folder."""
 
-    per_class: Annotated[int, Field(ge=1, le=MAX_SYNTHETIC_PER_CLASS)] = 24
+    per_class: Annotated[Int, Field(ge=1, le=MAX_SYNTHETIC_PER_CLASS)] = 24
     """Image/mask pairs written per category (six categories)."""
-    size: Annotated[int, Field(ge=32, le=1024)] = 224
+    size: Annotated[Int, Field(ge=32, le=1024)] = 224
     """Side of the square tiles in pixels."""
-    seed: int = 0
+    seed: Int = 0
     """Generator seed: the same seed writes the same files."""
 
 
@@ -305,9 +322,9 @@ class ProtocolConfig(Strict):
     seeds: Seeds = 3
     """A list of seeds, a count n meaning seeds 0..n-1 (at most MAX_SEEDS seeds, each in
     0..MAX_SEED), or {min, max}: adaptive seeds 0..max-1, min of them for every variant."""
-    test_fraction: float = Field(0.2, gt=0.0, lt=1.0)
+    test_fraction: Float = Field(0.2, gt=0.0, lt=1.0)
     """Share of each category held out for testing."""
-    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    val_fraction: Float = Field(0.1, ge=0.0, lt=1.0)
     """Share of the remaining pairs used for early stopping and model selection. 0 means
     early stopping watches the test split (the original study's protocol): optimistic."""
     task: Task = "binary"
@@ -391,7 +408,7 @@ class ModelConfig(Strict):
     """One configurable encoder-decoder network: a U-Net or a SegNet."""
 
     widths: Annotated[
-        list[Annotated[int, Field(ge=1, le=MAX_WIDTH)]], Field(max_length=MAX_LEVELS)
+        list[Annotated[Int, Field(ge=1, le=MAX_WIDTH)]], Field(max_length=MAX_LEVELS)
     ] = [16, 32, 64, 128]
     """Channels per level, shallow to deep; the last entry is the bottleneck, so the number
     of encoder levels (and skip connections) is len(widths) - 1."""
@@ -492,23 +509,23 @@ class TrainConfig(Strict):
     """A loss name (dice, jaccard, bce, focal, tversky, or a plug-in's) or a weighted sum:
     0.7*dice+0.3*jaccard."""
     optimizer: Optimizer = "adam"
-    lr: float = Field(1e-3, gt=0.0)
-    weight_decay: float = Field(0.0, ge=0.0)
-    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    lr: Float = Field(1e-3, gt=0.0)
+    weight_decay: Float = Field(0.0, ge=0.0)
+    momentum: Float = Field(0.9, ge=0.0, lt=1.0)
     """SGD momentum (ignored by adam/adamw)."""
     nesterov: bool = False
     schedule: Schedule = "none"
-    batch_size: Annotated[int, Field(ge=1, le=MAX_BATCH)] = 8
-    epochs: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] = 10
+    batch_size: Annotated[Int, Field(ge=1, le=MAX_BATCH)] = 8
+    epochs: Annotated[Int, Field(ge=1, le=MAX_EPOCHS)] = 10
     """Maximum epochs."""
-    patience: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] | None = 3
+    patience: Annotated[Int, Field(ge=1, le=MAX_EPOCHS)] | None = 3
     """Early stopping: epochs without validation-loss improvement before stopping; the best
     weights are restored. None: train every epoch and keep the last weights."""
-    image_size: Annotated[int, Field(ge=16, le=1024)] = 224
+    image_size: Annotated[Int, Field(ge=16, le=1024)] = 224
     """Training resolution; metrics are always computed at the native mask resolution."""
     balanced: bool = False
     """Sample training images with weight 1 / (their category's count)."""
-    eval_batch_size: Annotated[int, Field(ge=1, le=MAX_BATCH)] | None = None
+    eval_batch_size: Annotated[Int, Field(ge=1, le=MAX_BATCH)] | None = None
     """Evaluation batch size; None means twice the training batch size."""
     precision: Precision = "auto"
     """auto: bf16 autocast on CUDA, fp32 on CPU."""
@@ -516,12 +533,12 @@ class TrainConfig(Strict):
     """None: on for CUDA, off for CPU."""
     compile: bool = False
     """Wrap the model in torch.compile."""
-    num_workers: int | None = Field(None, ge=0, le=MAX_WORKERS)
+    num_workers: Int | None = Field(None, ge=0, le=MAX_WORKERS)
     """DataLoader workers; None sizes them from the trial's CPUs."""
-    aux_weight: float = Field(0.5, gt=0.0)
+    aux_weight: Float = Field(0.5, gt=0.0)
     """Deep supervision (model.deep_supervision): loss weight of the auxiliary head on
     decoder level 2; the main head weighs 1."""
-    aux_decay: float = Field(0.5, gt=0.0, le=1.0)
+    aux_decay: Float = Field(0.5, gt=0.0, le=1.0)
     """Deep supervision: each deeper auxiliary head weighs `aux_decay` times the one above,
     so level k weighs aux_weight * aux_decay**(k - 2) (defaults: 0.5, 0.25, 0.125...). The
     training loss is the weighted mean of the heads' losses."""
@@ -566,7 +583,7 @@ class AugmentConfig(Strict):
         "color_jitter": 0.3,
     }
     """Each op switched on with its probability; an absent op is off."""
-    copies: Annotated[int, Field(ge=1, le=MAX_COPIES)] = 1
+    copies: Annotated[Int, Field(ge=1, le=MAX_COPIES)] = 1
     """Augmented views of each training image per epoch."""
     normalize: bool = False
     """Standardise inputs with the training split's per-channel mean and std."""
@@ -601,14 +618,14 @@ class RunConfig(Strict):
 class Resources(Strict):
     """Resources of one Ray Tune trial (one variant)."""
 
-    cpu: float = Field(1.0, gt=0.0, le=MAX_TRIAL_CPUS)
+    cpu: Float = Field(1.0, gt=0.0, le=MAX_TRIAL_CPUS)
     """CPUs per trial (fractions allowed)."""
-    gpu: float | None = Field(None, ge=0.0, le=MAX_TRIAL_GPUS)
+    gpu: Float | None = Field(None, ge=0.0, le=MAX_TRIAL_GPUS)
     """GPUs per trial, fractions allowed (0.25 packs four trials on a GPU). None: 1 where
     the cluster has GPUs, else 0."""
-    max_concurrent: Annotated[int, Field(ge=1, le=MAX_CONCURRENT)] | None = None
+    max_concurrent: Annotated[Int, Field(ge=1, le=MAX_CONCURRENT)] | None = None
     """Trials running at once; None lets Ray fill the cluster."""
-    max_failures: int = Field(2, ge=0, le=MAX_RETRIES)
+    max_failures: Int = Field(2, ge=0, le=MAX_RETRIES)
     """Retries of a trial whose worker failed."""
 
     @field_validator("cpu", "gpu")
@@ -636,7 +653,7 @@ class PruningConfig(Strict):
     scopes: Annotated[list[PruneScope], Field(min_length=1)] = ["global", "groups"]
     """global: every conv at once; modules: each block alone; groups: encoder level k,
     decoder level k, bottleneck, low- vs high-level; layers: each conv layer one by one."""
-    amounts: Annotated[list[Annotated[float, Field(ge=0.0, le=1.0)]], Field(min_length=1)] = [
+    amounts: Annotated[list[Annotated[Float, Field(ge=0.0, le=1.0)]], Field(min_length=1)] = [
         0.1,
         0.25,
         0.5,
@@ -665,10 +682,10 @@ class AnalysisConfig(Strict):
     metric: Metric = "dice"
     """The headline metric: the summary's plots, ranking and verdicts section, and (macro)
     what adaptive seeds decide on."""
-    margin: float = Field(0.01, gt=0.0)
+    margin: Float = Field(0.01, gt=0.0)
     """The smallest change that matters, in the metric's units: within +-margin a component
     is `equivalent` (safe to remove)."""
-    alpha: float = Field(0.05, gt=0.0, lt=0.5)
+    alpha: Float = Field(0.05, gt=0.0, lt=0.5)
     """Level of every test (Holm-adjusted significance; TOST at 1 - 2 alpha)."""
 
     @field_validator("margin", "alpha", mode="before")

@@ -55,6 +55,27 @@ class StudyIncomplete(Exception):
         self.study_uri = study_uri
 
 
+def printable(text: str) -> str:
+    r"""`text` safe to print: each character a terminal could act on (ESC, a line break, any
+    non-printable one) escaped as Python writes it, and each byte of a name that is not UTF-8
+    (which the file system's surrogate escape kept) as that byte; the rest is unchanged.
+
+    Example:
+        >>> printable("only\x1b[2J.png"), printable("Pol\udcffyp")
+        ('only\\x1b[2J.png', 'Pol\\xffyp')
+    """
+    return "".join(
+        character if character.isprintable() else _escaped(character) for character in text
+    )
+
+
+def _escaped(character: str) -> str:
+    code = ord(character)
+    if 0xDC80 <= code <= 0xDCFF:  # os.fsdecode's stand-in for the undecodable byte code - 0xDC00
+        return f"\\x{code - 0xDC00:02x}"
+    return repr(character)[1:-1]
+
+
 def out_of_space(error: BaseException) -> bool:
     """Whether `error` is a write that failed for lack of room (ENOSPC or a quota).
 

@@ -154,6 +154,8 @@ class Case:
     problem: str | None = None
     """A known product problem: the case is a strict xfail with this reason until fixed."""
     slow: bool = False
+    unshown: tuple[str, ...] = ()
+    """Substrings the answer must not contain: a secret, a file's content."""
 
 
 def grid_case(case_id: str, edit: Callable[[World], None], *culprit: str) -> Case:
@@ -189,6 +191,7 @@ def check_case(
     *culprit: str,
     command: tuple[str, ...] = ("grid", "check", "grid.yaml"),
     max_rss_mb: float | None = None,
+    unshown: tuple[str, ...] = (),
 ) -> Case:
     """A grid made bad by `edit`, given to `ablate grid check` (or `command`)."""
 
@@ -197,7 +200,9 @@ def check_case(
         return list(command)
 
     seconds = EXHAUSTION_S if max_rss_mb else 120.0
-    return Case(f"grid-{case_id}", build, ("grid.yaml", *culprit), seconds, max_rss_mb)
+    return Case(
+        f"grid-{case_id}", build, ("grid.yaml", *culprit), seconds, max_rss_mb, unshown=unshown
+    )
 
 
 RUN = ("run", "grid.yaml", "--out", "study")
@@ -223,6 +228,25 @@ def _big_grid(world: World) -> None:
 
 def _extends(reference: str) -> Callable[[World], None]:
     return lambda world: world.grid.write_text(f"extends: {reference}\n" + world.grid.read_text())
+
+
+def _extends_symlink_out(world: World) -> None:
+    """A relative symlink beside the grid, leading to a file outside its folder."""
+    (world.root / "link.yaml").symlink_to(os.path.relpath("/etc/passwd", world.root))
+    _extends("link.yaml")(world)
+
+
+def _extends_fifo(world: World) -> None:
+    os.mkfifo(world.root / "fifo.yaml")
+    _extends("fifo.yaml")(world)
+
+
+SECRET = "hunter2-secret"
+
+
+def _variable_value_wrong(world: World) -> None:
+    world.env["SECRETV"] = SECRET
+    world.edit_grid("lr: 0.001", "lr: ${SECRETV}")
 
 
 ISSUE_14_GRID_CASES = [
@@ -303,12 +327,60 @@ ISSUE_14_GRID_CASES = [
         "ablations.variants['tiny\\n']",
         "not safe as a file name",
     ),
-    check_case("extends-a-folder", _extends(".."), "extends (line 1)", "is a folder"),
+    check_case("extends-a-folder", _extends("good"), "extends (line 1)", "is a folder"),
     check_case(
         "extends-absolute",
         _extends("/etc/hostname"),
         "extends (line 1)",
         "relative to this file's folder",
+    ),
+    check_case(
+        "extends-symlink-out-of-the-folder",
+        _extends_symlink_out,
+        "extends (line 1)",
+        "'link.yaml' leads out of this file's folder",
+        unshown=("passwd", "root:"),
+    ),
+    check_case("extends-up-a-folder", _extends("../grid.yaml"), "extends (line 1)", "leads out of"),
+    check_case("extends-a-fifo", _extends_fifo, "extends (line 1)", "'fifo.yaml' is not a file"),
+    check_case(
+        "set-extends",
+        lambda world: None,
+        "--set extends=other.yaml",
+        "'extends' cannot be set with --set",
+        command=("grid", "check", "grid.yaml", "--set", "extends=other.yaml"),
+        unshown=("did you mean",),
+    ),
+    # Booleans where a number is expected: lax validation read `true` as 1.
+    check_case(
+        "epochs-true",
+        _replace("epochs: 1", "epochs: true"),
+        "baseline.train.epochs (line 12)",
+        "must be a number, got the boolean true",
+    ),
+    check_case(
+        "lr-true", _replace("lr: 0.001", "lr: true"), "baseline.train.lr (line 11)", "boolean"
+    ),
+    check_case(
+        "seeds-list-true",
+        _replace("seeds: 1", "seeds: [true]"),
+        "protocol.seeds[0] (line 5)",
+        "must be a number",
+    ),
+    check_case(
+        "swap-lr-true",
+        _replace("remove: [skips]", "swap: {lr: [true]}"),
+        "ablations.swap.lr[0] (line 16)",
+        "must be a number",
+        unshown=("lr=1.0",),
+    ),
+    # The environment is never echoed: the value is named by its variable.
+    check_case(
+        "variable-value-not-echoed",
+        _variable_value_wrong,
+        "baseline.train.lr (line 11)",
+        "(got the value of ${SECRETV})",
+        unshown=(SECRET,),
     ),
 ]
 
@@ -376,6 +448,7 @@ DATA_VIA_RUN = {
     "huge-images",
     "category-named-macro",
     "masks-0-1-among-0-255",
+    "category-name-not-utf8",
 }
 """Dataset cases also given to `ablate run`; the others go to `ablate data check`."""
 
@@ -696,6 +769,8 @@ def test_bad_input_is_answered_with_exit_2_and_changes_nothing(tmp_path: Path, c
     finally:
         world.close()
     assert_one_clear_message(answer, case.culprit)
+    for text in case.unshown:
+        assert text not in answer.stdout + answer.stderr, f"{text!r} shown\n{answer.stderr}"
     assert snapshot(tmp_path) == before, "a rejected command changed the folder"
     assert answer.seconds < case.max_seconds, f"took {answer.seconds:.1f} s"
     if case.max_rss_mb is not None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import struct
+import unicodedata
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -30,7 +31,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ablate.data.masks import MaskValues, binarize, mask_encoding, read_mask
-from ablate.errors import DatasetError
+from ablate.errors import DatasetError, printable
 
 IMAGE_DIR = "image"
 LABEL_DIR = "label"
@@ -222,21 +223,39 @@ def _check_category_name(folder: Path) -> None:
         raise DatasetError(
             f"{folder}: category folder name {name!r} is reserved ({reserved}); rename the folder"
         )
-    if any(ord(character) < 32 or ord(character) == 127 for character in name):
+    problem = _name_problem(name)
+    if problem:
         raise DatasetError(
-            f"{folder.parent}: category folder name {name!r} contains a control character; "
-            "rename the folder"
+            f"{printable(str(folder.parent))}: category folder name '{printable(name)}' "
+            f"{problem}; rename the folder"
         )
 
 
+def _name_problem(name: str) -> str | None:
+    """Why a file or folder name cannot name a category or an image, or None.
+
+    A name that is not UTF-8 reaches Python with surrogates that no report, Parquet file or
+    terminal can encode (runs would fail after training); a control character would break
+    the reports' lines or act on the terminal that prints them.
+    """
+    if any(0xDC80 <= ord(character) <= 0xDCFF for character in name):
+        return "is not valid UTF-8"
+    if any(unicodedata.category(character) == "Cc" for character in name):
+        return "contains a control character"
+    return None
+
+
 def _pngs(folder: Path, root: Path, dropped: list[DroppedFile]) -> dict[str, Path]:
-    """PNG files of `folder` by name; anything else is reported as not an image."""
+    """PNG files of `folder` by name; anything else, and a name `_name_problem` refuses, is
+    dropped with its reason (its path escaped to be printable)."""
     found = {}
     for path in _visible(folder):
-        if path.is_file() and path.suffix.lower() == ".png":
+        problem = _name_problem(path.name)
+        if problem is None and path.is_file() and path.suffix.lower() == ".png":
             found[path.name] = path
-        else:
-            dropped.append(DroppedFile(path.relative_to(root).as_posix(), "not an image"))
+            continue
+        reason = f"file name {problem}; rename it" if problem else "not an image"
+        dropped.append(DroppedFile(printable(path.relative_to(root).as_posix()), reason))
     return found
 
 

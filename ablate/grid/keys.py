@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 from ablate.config import CONTROL_CHARACTERS
 
+EXTENDS = "extends"
+"""The top-level key naming the file a grid extends (read before anything else)."""
 MAX_SHOWN = 60
 """Characters of a key or value quoted in a message; a longer one is cut (a message names
 its culprit on one line, however long the culprit is)."""

@@ -21,6 +21,7 @@ or run config built in Python loads the same way, checked like a file.
 
 from __future__ import annotations
 
+import ast
 import copy
 import difflib
 import os
@@ -44,7 +45,7 @@ from ablate.config import (
 )
 from ablate.errors import GridError
 from ablate.grid.expand import Variant, collect_variants
-from ablate.grid.keys import KeyPath, Locate, format_path, shown
+from ablate.grid.keys import EXTENDS, MAX_SHOWN, KeyPath, Locate, format_path, shown
 from ablate.grid.overrides import (
     Override,
     apply_overrides,
@@ -67,7 +68,6 @@ from ablate.grid.yaml_file import (
 GRID_ONLY_KEYS = ("study", "baseline", "ablations")
 """Keys that only a grid has: a file with none of them is a single-run config."""
 ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-EXTENDS = "extends"
 MAX_EXTENDS = 8
 """Files in one `extends:` chain, the grid itself included."""
 MAX_PROBLEMS_SHOWN = 50
@@ -91,6 +91,9 @@ class GridOrigin:
     """A single-run config: its sections were moved under `baseline`, shown as written."""
     overridden: dict[KeyPath, str] = field(default_factory=dict)
     """Key path -> the `--set` that set it."""
+    environment: dict[str, str] = field(default_factory=dict)
+    """Each value `${VAR}` gave a string -> the string as written (`${VAR}`): messages show
+    the latter, never the environment."""
 
     def locate(self, path: KeyPath) -> str:
         """'baseline.train.lr (line 12)', '(base.yaml line 3)' when inherited, or
@@ -177,10 +180,11 @@ def _grid_data(grid: GridSource) -> tuple[dict, GridOrigin, list[str]]:
     single_run = not any(key in data for key in GRID_ONLY_KEYS)
     if single_run:
         data, lines = _run_config_as_grid(data, lines, path.stem)
-    origin = GridOrigin(path, lines, single_run)
     problems: list[str] = []
-    data = _substitute_env(data, (), origin.locate, problems)
-    return data, origin, problems
+    environment: dict[str, str] = {}
+    locate = GridOrigin(path, lines, single_run).locate
+    data = _substitute_env(data, (), locate, problems, environment)
+    return data, GridOrigin(path, lines, single_run, environment=environment), problems
 
 
 def _validated(
@@ -192,18 +196,21 @@ def _validated(
     except ValidationError as error:
         problems += schema_problems(error, data, origin.locate)
         problems += _partial_ablation_problems(data, origin.locate)
-        raise _grid_error(source, problems) from None
+        raise _grid_error(source, problems, origin) from None
     variants, expansion = collect_variants(grid.baseline, grid.ablations, origin.locate)
     problems += expansion
     if not expansion:  # a variant that failed to expand is not "unknown" to pruning
         problems += _pruning_problems(grid, variants, origin.locate)
     if problems:
-        raise _grid_error(source, problems)
+        raise _grid_error(source, problems, origin)
     return grid, variants
 
 
-def _grid_error(source: str, problems: list[str]) -> GridError:
-    """A GridError listing at most MAX_PROBLEMS_SHOWN problems (and how many more)."""
+def _grid_error(source: str, problems: list[str], origin: GridOrigin | None = None) -> GridError:
+    """A GridError listing at most MAX_PROBLEMS_SHOWN problems (and how many more), none of
+    them showing a value that came from the environment."""
+    if origin is not None:
+        problems = [_hide_environment(problem, origin.environment) for problem in problems]
     if len(problems) > MAX_PROBLEMS_SHOWN:
         hidden = len(problems) - MAX_PROBLEMS_SHOWN
         problems = [*problems[:MAX_PROBLEMS_SHOWN], f"... and {hidden} more problem(s)"]
@@ -326,7 +333,8 @@ def _resolve_extends(path: Path, chain: tuple[Path, ...]) -> tuple[dict, dict[Ke
 
 
 def _extended_file(path: Path, reference: Any, where: str) -> Path:
-    """The grid file `extends:` names, relative to `path`'s folder; GridError if unusable."""
+    """The grid file `extends:` names, relative to `path`'s folder and inside it (a symlink
+    or `..` out of it is refused before anything outside is opened); GridError if unusable."""
     if not isinstance(reference, str) or not reference.strip():
         raise GridError(
             str(path), [f"{where}: must be a file name relative to this file, got {reference!r}"]
@@ -339,15 +347,28 @@ def _extended_file(path: Path, reference: Any, where: str) -> Path:
             [f"{where}: must be a path relative to this file's folder, got {reference!r}"],
         )
     try:
-        parent = (path.parent / reference).resolve()
+        folder = path.parent.resolve()
+        parent = (folder / reference).resolve()
+        if not parent.is_relative_to(folder):  # never opened, so never shown in a message
+            raise GridError(
+                str(path),
+                [
+                    f"{where}: {reference!r} leads out of this file's folder ('..' or a "
+                    "symlink); the extended file must sit in the folder or below it"
+                ],
+            )
         if parent.is_dir():
             raise GridError(
                 str(path), [f"{where}: {reference!r} is a folder, not a grid file ({parent})"]
             )
-        if not parent.is_file():
+        if not parent.exists():
             raise GridError(
                 str(path),
                 [f"{where}: extended file {reference!r} not found (looked for {parent})"],
+            )
+        if not parent.is_file():  # a FIFO would block the read, a device never end it
+            raise GridError(
+                str(path), [f"{where}: {reference!r} is not a file (a pipe, socket or device)"]
             )
     except (OSError, RuntimeError) as error:  # a name too long, a symlink loop
         raise GridError(str(path), [f"{where}: cannot open {reference!r}: {error}"]) from None
@@ -370,16 +391,19 @@ def deep_merge(base: dict, override: dict) -> dict:
     return merged
 
 
-def _substitute_env(value: Any, path: KeyPath, locate: Locate, problems: list[str]) -> Any:
-    """`value` with `${VAR}` / `${VAR:-default}` replaced in every string; unset is a problem."""
+def _substitute_env(
+    value: Any, path: KeyPath, locate: Locate, problems: list[str], environment: dict[str, str]
+) -> Any:
+    """`value` with `${VAR}` / `${VAR:-default}` replaced in every string; unset is a problem.
+    Each string that changed is recorded in `environment` (its new value -> as written)."""
     if isinstance(value, dict):
         return {
-            key: _substitute_env(item, (*path, key), locate, problems)
+            key: _substitute_env(item, (*path, key), locate, problems, environment)
             for key, item in value.items()
         }
     if isinstance(value, list):
         return [
-            _substitute_env(item, (*path, index), locate, problems)
+            _substitute_env(item, (*path, index), locate, problems, environment)
             for index, item in enumerate(value)
         ]
     if not isinstance(value, str):
@@ -395,7 +419,62 @@ def _substitute_env(value: Any, path: KeyPath, locate: Locate, problems: list[st
             return match.group(0)
         return current
 
-    return ENV_PATTERN.sub(replace, value)
+    substituted = ENV_PATTERN.sub(replace, value)
+    if substituted != value:
+        environment[substituted] = value
+    return substituted
+
+
+QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+"""A string as repr() writes it, as every message quotes a value."""
+MIN_HIDDEN = 8
+"""Characters of a quoted part of an environment value that a message may not show (a
+shorter part, a valid name say, is shown unless it is the whole value)."""
+
+
+def _hide_environment(problem: str, environment: dict[str, str]) -> str:
+    """`problem` with every quoted value that came from `${VAR}` (whole, cut as `shown` cuts
+    it, or a long part of it) shown as `the value of ${VAR}`: messages never echo the
+    environment. Each quote is tried as an opening one: an apostrophe in the text before a
+    value must not pair with the value's opening quote."""
+    shown_text, position = [], 0
+    while environment and position < len(problem):
+        found = _environment_echo(problem, position, environment)
+        if found is None:
+            shown_text.append(problem[position])
+            position += 1
+            continue
+        end, written = found
+        if len(written) > MAX_SHOWN:  # its variables only: the text around them is long
+            written = " ".join(
+                dict.fromkeys(item.group() for item in ENV_PATTERN.finditer(written))
+            )
+        shown_text.append(f"the value of {written}")
+        position = end
+    return "".join(shown_text) + problem[position:]
+
+
+def _environment_echo(
+    problem: str, start: int, environment: dict[str, str]
+) -> tuple[int, str] | None:
+    """(end, value as written) when a quoted environment value starts at `start`."""
+    if problem[start] not in "'\"":
+        return None
+    for value, written in environment.items():
+        cut = repr(value)[:MAX_SHOWN]  # how `shown` cuts a long value (no closing quote)
+        if len(repr(value)) > MAX_SHOWN and problem.startswith(cut, start):
+            return start + len(cut), written
+    quoted = QUOTED.match(problem, start)
+    if quoted is None:
+        return None
+    try:
+        text = ast.literal_eval(quoted.group())
+    except (ValueError, SyntaxError):
+        return None
+    for value, written in environment.items():
+        if text and (text == value or (len(text) >= MIN_HIDDEN and text in value)):
+            return quoted.end(), written
+    return None
 
 
 def schema_problems(error: ValidationError, data: Any, locate: Locate) -> list[str]:

@@ -24,7 +24,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel
 
 from ablate.config import GridConfig, Recipe
-from ablate.grid.keys import MAX_SHOWN, KeyPath, format_path, shown
+from ablate.grid.keys import EXTENDS, MAX_SHOWN, KeyPath, format_path, shown
 
 OPTION = "--set"
 
@@ -80,9 +80,15 @@ def override_path(key: str, single_run: bool) -> tuple[KeyPath, str | None]:
     """The grid key path `key` stands for, and a hint when it cannot be a grid key.
 
     In a single-run config, `train.epochs` is the baseline's (`baseline.train.epochs` is
-    accepted too); in a grid, a top-level `train`, `model` or `augment` is not a key.
+    accepted too); in a grid, a top-level `train`, `model` or `augment` is not a key. Nor is
+    `extends`: the loader follows it before any override applies.
     """
     parts = [part.strip() for part in key.split(".")]
+    if parts[0] == EXTENDS:  # resolved when the file is read, before any override applies
+        return tuple(parts), (
+            f"{EXTENDS!r} cannot be set with {OPTION}: the extended file is read with the "
+            f"grid, before overrides apply; edit the file's {EXTENDS}: line instead"
+        )
     recipe_key = parts[0] in Recipe.model_fields and parts[0] not in GridConfig.model_fields
     if recipe_key and single_run:
         parts = ["baseline", *parts]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 from collections.abc import Callable
@@ -246,6 +247,12 @@ def _category_with_newline(b: EbhiBuilder) -> Path:
     return b.root
 
 
+def _category_not_utf8(b: EbhiBuilder) -> Path:
+    # The byte 0xff reaches Python as the surrogate U+DCFF, which nothing can write back out.
+    b.good(("Normal", os.fsdecode(b"Pol\xffyp")))
+    return b.root
+
+
 BAD_DATASETS = [
     BadDataset("missing-root", _missing, "nowhere", "does not exist"),
     BadDataset("root-is-a-file", _a_file, "data.zip", "not a folder"),
@@ -264,6 +271,7 @@ BAD_DATASETS = [
     BadDataset(
         "category-name-with-newline", _category_with_newline, "'Bad\\nName'", "control character"
     ),
+    BadDataset("category-name-not-utf8", _category_not_utf8, "'Pol\\xffyp'", "not valid UTF-8"),
     BadDataset(
         "masks-0-1-among-0-255", _masks_0_1_among_0_255, "Polyp/label/q0.png", "only 0 and 1"
     ),

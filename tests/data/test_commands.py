@@ -60,6 +60,16 @@ def test_check_reports_drops_but_succeeds(ebhi, capsys):
     assert "Polyp/label/bad.png: wrong size 16x16 (expected 32x32)" in capsys.readouterr().out
 
 
+def test_check_prints_file_names_escaped(ebhi, capsys):
+    """A live ESC in a file name would act on the terminal (`\\x1b[2J` clears it)."""
+    root = ebhi.good()
+    ebhi.png("Normal/image/only\x1b[2J.png", ebhi.rgb(5))
+    assert main(["data", "check", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out
+    assert "Normal/image/only\\x1b[2J.png: file name contains a control character" in out
+
+
 def test_check_bad_dataset_exits_2_naming_the_culprit(ebhi, bad_dataset, capsys):
     root = bad_dataset.build(ebhi)
     before = snapshot(root)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import struct
 import warnings
 
@@ -90,6 +91,29 @@ def test_non_png_dropped_as_not_an_image(ebhi):
     root = ebhi.good()
     (root / "Normal" / "image" / "notes.txt").write_text("hello")
     assert dropped(load_ebhi(root)) == {"Normal/image/notes.txt": "not an image"}
+
+
+def test_file_names_with_control_characters_or_not_utf8_are_dropped_escaped(ebhi):
+    """Such a pair is kept out (a name no report, Parquet file or terminal can carry), and
+    its path is stored escaped, so every report that prints or writes it is safe."""
+    root = ebhi.good()
+    not_utf8 = os.fsdecode(b"x\xfe.png")
+    ebhi.pair("Normal", "clear\x1b[2J.png")
+    ebhi.pair("Normal", not_utf8)
+    (root / "Polyp" / "image" / "bell\x07.txt").write_text("notes")
+    data = load_ebhi(root)
+    control = "file name contains a control character; rename it"
+    assert dropped(data) == {
+        "Normal/image/clear\\x1b[2J.png": control,
+        "Normal/label/clear\\x1b[2J.png": control,
+        "Normal/image/x\\xfe.png": "file name is not valid UTF-8; rename it",
+        "Normal/label/x\\xfe.png": "file name is not valid UTF-8; rename it",
+        "Polyp/image/bell\\x07.txt": control,
+    }
+    assert len(data) == 6 and all(name.isprintable() for name in data.names)
+    text = data.report.format() + json.dumps(data.report.to_dict(), ensure_ascii=False)
+    assert all(line.isprintable() for line in text.splitlines())
+    text.encode("utf-8")  # no surrogate left to fail a write
 
 
 def test_wrong_size_image_dropped_with_its_label(ebhi):

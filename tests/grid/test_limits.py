@@ -120,13 +120,14 @@ def test_grid_is_parsed_once(
 @pytest.mark.parametrize(
     ("reference", "says"),
     [
-        ("..", "'..' is a folder, not a grid file"),
+        (".", "'.' is a folder, not a grid file"),
+        ("../g.yaml", "'../g.yaml' leads out of this file's folder"),
         ("/etc/hostname", "must be a path relative to this file's folder, got '/etc/hostname'"),
         ("~/grid.yaml", "must be a path relative to this file's folder"),
         ('"a\\0b.yaml"', "contains a control character: 'a\\x00b.yaml'"),
         ("a" * 300 + ".yaml", "cannot open"),
     ],
-    ids=["folder", "absolute", "home", "nul", "name-too-long"],
+    ids=["folder", "up-a-folder", "absolute", "home", "nul", "name-too-long"],
 )
 def test_unusable_extends(write_grid: WriteGrid, minimal: str, reference: str, says: str) -> None:
     message = _refused(write_grid(f"extends: {reference}\n{minimal}"))

@@ -3,6 +3,7 @@ YAML key path and line in its message."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -313,6 +314,75 @@ def test_unset_environment_variable_is_named(
     text = minimal.replace("  synthetic: {per_class: 4, size: 32}", "  root: ${ABLATE_TEST_UNSET}")
     message = _problems(write_grid(text))
     assert "data.root (line 3): environment variable ABLATE_TEST_UNSET is not set" in message
+
+
+SECRET = "hunter2-secret"
+
+
+@pytest.mark.parametrize(
+    ("edit", "says"),
+    [
+        (("epochs: 1", "epochs: ${SECRETV}"), "epochs (line 10): Input should be a valid integer"),
+        (("epochs: 1", "epochs: 1\n    loss: x${SECRETV}y"), "loss the value of x${SECRETV}y is"),
+        (
+            ("  synthetic: {per_class: 4, size: 32}", "  root: ${SECRETV}" + "/a" * 3000),
+            "data.root (line 3): is over 4096 bytes: the value of ${SECRETV}... (6014 characters)",
+        ),
+        (
+            ("  synthetic: {per_class: 4, size: 32}", '  root: "/${SECRETV}' + "b" * 300 + '"'),
+            "folder name over 255 bytes: the value of ${SECRETV}...",
+        ),
+        (("epochs: 1", "epochs: 1\nablations:\n  swap: {lr: ['${SECRETV}']}"), "got the value"),
+    ],
+    ids=["got", "validator", "cut-value", "cut-part", "swap"],
+)
+def test_environment_values_are_never_echoed(
+    write_grid: WriteGrid,
+    minimal: str,
+    monkeypatch: pytest.MonkeyPatch,
+    edit: tuple[str, str],
+    says: str,
+) -> None:
+    """A value from ${VAR} is named by its variable: messages never show the environment,
+    whole or cut, wherever the key's check quotes it."""
+    monkeypatch.setenv("SECRETV", SECRET)
+    message = _problems(write_grid(minimal.replace(*edit)))
+    assert says in message
+    assert SECRET not in message and SECRET[:8] not in message
+
+
+def test_numbers_refuse_booleans_but_take_ints_and_booleans_stay_booleans(
+    write_grid: WriteGrid, minimal: str
+) -> None:
+    text = (
+        minimal.replace("seeds: 2", "seeds: 2\n  vary: {split: false}")
+        .replace("widths: [8, 16, 32]", "widths: [8, 16, 32]\n    se: true")
+        .replace("epochs: 1", "epochs: 1\n    lr: 1\n    momentum: 0")
+    ) + "resources: {cpu: 2, gpu: 0}\n"
+    grid = load_grid(write_grid(text))
+    assert grid.baseline.train.lr == 1.0 and isinstance(grid.baseline.train.lr, float)
+    assert grid.resources.cpu == 2.0 and grid.baseline.model.se is True
+    assert grid.protocol.vary.split is False
+    message = _problems(write_grid(minimal.replace("epochs: 1", "epochs: 1\n    momentum: yes")))
+    assert "baseline.train.momentum (line 11): must be a number, got the boolean true" in message
+
+
+def test_extends_stays_in_its_folder(write_grid: WriteGrid, minimal: str, tmp_path: Path) -> None:
+    """A symlink (or '..') out of the grid's folder is refused unread; one inside is
+    followed; a FIFO is not a file."""
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.yaml"
+    outside.write_text("secret: content\n")
+    (tmp_path / "out.yaml").symlink_to(os.path.relpath(outside, tmp_path))
+    message = _problems(write_grid("extends: out.yaml\n" + minimal))
+    assert "'out.yaml' leads out of this file's folder" in message
+    assert "outside" not in message and "secret" not in message
+    (tmp_path / "sub").mkdir()
+    write_grid(minimal, name="sub/base.yaml")
+    (tmp_path / "in.yaml").symlink_to("sub/base.yaml")
+    assert load_grid(write_grid("extends: in.yaml\nstudy: child\n")).study == "child"
+    os.mkfifo(tmp_path / "fifo.yaml")
+    message = _problems(write_grid("extends: fifo.yaml\n" + minimal))
+    assert "extends (line 1): 'fifo.yaml' is not a file" in message
 
 
 def test_missing_extends_file_is_named(write_grid: WriteGrid, minimal: str) -> None:
