@@ -115,8 +115,10 @@ def forest_plot(verdicts: pd.DataFrame, metric: str, design: Design) -> Figure:
         )
     axes.set_yticks(positions, list(rows["variant"]))
     axes.set_ylim(-0.7, len(rows) - 0.3)
-    interval = f"{percent(1.0 - design.alpha)} interval"
-    axes.set_xlabel(f"macro {metric} delta vs baseline: {interval} (thin), 1 - 2 alpha (thick)")
+    repeated = "" if design.schedule is None else " repeated"
+    interval = f"{percent(1.0 - design.alpha)}{repeated} interval"
+    tost = "1 - 2 alpha" if design.schedule is None else "1 - 2 alpha of the last look"
+    axes.set_xlabel(f"macro {metric} delta vs baseline: {interval} (thin), {tost} (thick)")
     axes.legend(loc="lower right", fontsize=7)
     axes.grid(axis="x", alpha=0.3)
     return figure

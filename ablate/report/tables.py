@@ -174,10 +174,13 @@ def test_words(design: Design) -> str:
 
 def marks_legend(design: Design) -> str:
     """What the marks after a delta mean."""
+    tost = "1 - 2 alpha" if design.schedule is None else "1 - 2 alpha_J (of the last look)"
     return (
         f"`{SIGNIFICANT_MARK}` better or worse: Holm-adjusted p < {design.alpha:g} (family: the "
-        f"variants of one category and metric); `{EQUIVALENT_MARK}` equivalent: the 1 - 2 alpha "
-        f"interval (TOST) lies inside ±{design.margin:g}; no mark: inconclusive (verdicts.md, "
+        f"variants of one category and metric; each family is adjusted on its own, so the "
+        f"categories and metrics other than the headline one are exploratory); "
+        f"`{EQUIVALENT_MARK}` equivalent: the {tost} interval (TOST) lies inside "
+        f"±{design.margin:g}, a per-comparison claim; no mark: inconclusive (verdicts.md, "
         "deltas.csv: seeds_needed)."
     )
 

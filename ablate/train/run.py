@@ -7,6 +7,7 @@ NaN/inf loss becomes "diverged", so one broken variant cannot stop a study.
 
 from __future__ import annotations
 
+import io
 import os
 import secrets
 import time
@@ -25,6 +26,7 @@ from ablate.data.ebhi import SegmentationData
 from ablate.data.inputs import RunImages
 from ablate.data.loader import ChannelStats, build_eval_loader, build_train_loader, channel_stats
 from ablate.data.split import Split, split_indices
+from ablate.errors import out_of_space
 from ablate.models import build_model, output_channels
 from ablate.train.device import DevicePlan, plan_device, seed_everything
 from ablate.train.evaluate import predict_counts_and_loss
@@ -179,22 +181,24 @@ def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def save_checkpoint(state: dict[str, torch.Tensor], path: Path) -> None:
-    """torch.save to a new temporary file beside `path`, then renamed onto it.
+    """The state, serialised in memory, written to a new file beside `path`, then renamed
+    onto it.
 
     The rename replaces whatever `path` was, a symbolic link included, instead of writing
     through it: a crafted link in a study or run folder cannot send a checkpoint elsewhere.
-    A crash mid-write leaves the old checkpoint (or none), never half a file.
+    A crash mid-write leaves the old checkpoint (or none), never half a file. Serialising
+    first makes a full disk an OSError (errno 28) from the plain write, which stops a study
+    cleanly; torch's own writer reports it as an opaque zip error.
     """
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
     temporary = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
-    # O_EXCL: a new file, never an existing name or link; mode 0o666 less the umask, as
-    # torch.save's own open would give (mkstemp's 0o600 would hide checkpoints from a team)
-    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(state, stream)
+        with open(temporary, "xb") as stream:  # "x": a new file, never a planted name
+            stream.write(buffer.getbuffer())
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
 
 
@@ -244,6 +248,10 @@ def execute_run(
         result.device = plan.describe()
         _train_and_evaluate(config, data, seed, outputs, cpus, plan, history, result)
     except Exception as error:  # a broken run must not stop the study
+        if out_of_space(error):
+            # the machine's problem, not the variant's: the study stops (and the same
+            # command continues it once there is room) instead of recording a failed run
+            raise
         result.status = "failed"
         result.error = f"{type(error).__name__}: {error}"
         result.extras["traceback"] = traceback.format_exc()

@@ -284,7 +284,7 @@ def test_disk_filling_up_mid_study_stops_cleanly_and_the_rerun_completes(
     study = disk / "study"
     command = _ablate_run(grid, study)
     full = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    assert full.returncode == 1, full.stderr
+    assert full.returncode == 1, full.stdout[-3000:] + full.stderr
     assert "Traceback" not in full.stderr
     assert "No space left on device" in full.stderr or "is full" in full.stderr
     assert "run the same command again" in full.stderr
