@@ -111,6 +111,10 @@ class VariantStatus:
         return self.ok + self.failed + self.diverged
 
 
+GENERIC_RESUME_HINT = "`ablate run` with the grid it was made from continues the study"
+"""How to continue a stopped study whose grid.yaml is missing."""
+
+
 @dataclass
 class StudyStatus:
     """Where a study stands; `format()` is what `ablate status` prints, `to_dict()` its JSON."""
@@ -135,7 +139,7 @@ class StudyStatus:
     """current, stale (results newer than the report) or missing."""
     checked_at: str
     notes: list[str] = field(default_factory=list)
-    resume_hint: str = "`ablate run` with the grid it was made from continues the study"
+    resume_hint: str = GENERIC_RESUME_HINT
     """How to continue a stopped study (see `resume_hint`)."""
 
     def totals(self) -> dict[str, int | None]:
@@ -442,7 +446,7 @@ def resume_hint(study: StudyDir, has_grid: bool) -> str:
     is. A URI's grid.yaml is not a file `ablate run` reads, so there a local copy is run.
     """
     if not has_grid:
-        return "`ablate run` with the grid it was made from continues the study"
+        return GENERIC_RESUME_HINT
     out = shlex.quote(study.uri)
     if study.location.local:
         grid = shlex.quote(str(study.location.local_path(GRID_FILE)))

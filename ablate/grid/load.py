@@ -181,10 +181,9 @@ def _grid_data(grid: GridSource) -> tuple[dict, GridOrigin, list[str]]:
     if single_run:
         data, lines = _run_config_as_grid(data, lines, path.stem)
     problems: list[str] = []
-    environment: dict[str, str] = {}
-    locate = GridOrigin(path, lines, single_run).locate
-    data = _substitute_env(data, (), locate, problems, environment)
-    return data, GridOrigin(path, lines, single_run, environment=environment), problems
+    origin = GridOrigin(path, lines, single_run)
+    data = _substitute_env(data, (), origin.locate, problems, origin.environment)
+    return data, origin, problems
 
 
 def _validated(

@@ -91,15 +91,15 @@ def split_ratio(protocol: ProtocolConfig, category_counts: Sequence[int] | None)
     small would make the test too liberal. From the fractions otherwise
     (`correction_ratio`).
     """
-    if not protocol.vary.split:
-        return 0.0
-    if category_counts:
+    if category_counts and protocol.vary.split:
         n_train, _, n_test = split_sizes(
             category_counts, protocol.test_fraction, protocol.val_fraction
         )
         if n_train > 0 and n_test > 0:
             return n_test / n_train
-    return correction_ratio(protocol.test_fraction, protocol.val_fraction)
+    return correction_ratio(
+        protocol.test_fraction, protocol.val_fraction, split_varies=protocol.vary.split
+    )
 
 
 def delta_table(

@@ -23,6 +23,17 @@ from ablate.train.run import RunOutputs, RunResult, execute_run
 RUN_RECORD = "run.json"
 """What a run writes last into its folder; a folder holding it is a run folder."""
 
+RUN_ENTRIES = (
+    RUN_RECORD,
+    "image_metrics.parquet",
+    "class_metrics.parquet",
+    "history.parquet",
+    "initial.pt",
+    "best.pt",
+    "tensorboard",
+)
+"""What a run writes into its --out folder."""
+
 
 @dataclass(frozen=True)
 class SingleRun:
@@ -152,18 +163,6 @@ def make_out(directory: Path) -> None:
 
 def _has_visible_entries(directory: Path) -> bool:
     return any(not entry.name.startswith(".") for entry in directory.iterdir())
-
-
-RUN_ENTRIES = (
-    RUN_RECORD,
-    "image_metrics.parquet",
-    "class_metrics.parquet",
-    "history.parquet",
-    "initial.pt",
-    "best.pt",
-    "tensorboard",
-)
-"""What a run writes into its --out folder."""
 
 
 def write_tables(result: RunResult, directory: Path, config_json: str) -> None:
